@@ -1,0 +1,90 @@
+"""The one error tree of infra_lib.
+
+Every failure the library reports is an :class:`InfraError`, so callers (the
+Invoke tasks, a service's start-up code, a pytest fixture) catch one type and
+print its message, which always says what happened and what to do next::
+
+    InfraError
+    ├── ConfigError            settings missing or invalid (.env, manifest, arguments)
+    │   └── EnvFileExists      `inv init` would overwrite an existing .env
+    ├── DockerUnavailable      no Docker engine or Compose plugin to talk to
+    ├── PortInUse              a published port is taken before the stack starts
+    ├── StackError             Compose failed to start, stop or inspect the stack
+    │   └── ServiceUnhealthy   a service did not become healthy in time
+    └── ServiceUnavailable     a server does not answer its own protocol
+
+Driver errors (psycopg, redis, minio, botocore, livekit) are translated at the
+client edge with ``raise ... from exc``, so the original stays attached.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DockerUnavailable",
+    "EnvFileExists",
+    "InfraError",
+    "PortInUse",
+    "ServiceUnavailable",
+    "ServiceUnhealthy",
+    "StackError",
+]
+
+
+class InfraError(Exception):
+    """Base class of every error raised by infra_lib.
+
+    ``str(error)`` is a complete message for a person: what failed and what to
+    do about it. ``exit_code`` is what a command-line entry point should exit
+    with.
+    """
+
+    exit_code: int = 1
+
+
+class ConfigError(InfraError):
+    """Settings are missing or invalid: a ``.env`` value, a file, an argument."""
+
+    exit_code = 2
+
+
+class EnvFileExists(ConfigError):
+    """Writing ``.env`` would overwrite one that already holds secrets."""
+
+
+class DockerUnavailable(InfraError):
+    """No Docker engine answers, or the Compose v2 plugin is missing."""
+
+
+class PortInUse(InfraError):
+    """A port the stack publishes is already taken on the host.
+
+    Attributes name the port and the ``.env`` variable that moves it.
+    """
+
+    def __init__(self, message: str, *, service: str, port: int, variable: str) -> None:
+        super().__init__(message)
+        self.service = service
+        self.port = port
+        self.variable = variable
+
+
+class StackError(InfraError):
+    """Docker Compose failed to start, stop or inspect the stack."""
+
+
+class ServiceUnhealthy(StackError):
+    """A service did not become healthy; carries its last log lines."""
+
+    def __init__(self, message: str, *, service: str, logs: str = "") -> None:
+        super().__init__(message)
+        self.service = service
+        self.logs = logs
+
+
+class ServiceUnavailable(InfraError):
+    """A server does not answer its own protocol (connection refused, auth failed, ...)."""
+
+    def __init__(self, message: str, *, service: str) -> None:
+        super().__init__(message)
+        self.service = service

@@ -1,0 +1,302 @@
+"""Drive the compose stack through python-on-whales.
+
+:class:`Stack` is the only place that talks to Docker. It knows which
+services exist, checks ports before starting them, waits for health, and
+turns Compose failures into :mod:`infra_lib.errors` with the failing
+service's last log lines attached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+from infra_lib.errors import ConfigError, DockerUnavailable, ServiceUnhealthy, StackError
+from infra_lib.stack.ports import check_ports_free
+from infra_lib.stack.services import SERVICE_NAMES, ServiceSpec, service_spec
+from infra_lib.stack.settings import StackSettings
+
+if TYPE_CHECKING:
+    from python_on_whales import Container, DockerClient
+
+__all__ = ["ServiceStatus", "Stack", "StackPaths"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: How many log lines of a failing service an error carries.
+LOG_TAIL = 30
+
+
+@dataclass(frozen=True, slots=True)
+class StackPaths:
+    """Where the compose files and the env file of a checkout live."""
+
+    root: Path
+    env_file: Path
+
+    @property
+    def compose_file(self) -> Path:
+        """The top-level compose file that includes one file per component."""
+        return self.root / "compose" / "compose.yaml"
+
+    @classmethod
+    def for_root(cls, root: Path, env_file: Path | None = None) -> StackPaths:
+        """Paths of the checkout at ``root`` (``.env`` beside it by default)."""
+        root = root.resolve()
+        return cls(root=root, env_file=(env_file or root / ".env").resolve())
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """One service as Docker sees it right now."""
+
+    name: str
+    state: str
+    health: str
+    endpoint: str
+
+    @property
+    def ok(self) -> bool:
+        """Running, and healthy when it has a healthcheck."""
+        return self.state == "running" and self.health in ("healthy", "none")
+
+
+class Stack:
+    """The compose project of one checkout.
+
+    Construct it at the edge with settings from :func:`load_stack_settings`;
+    it creates its Docker client lazily, so building a ``Stack`` costs
+    nothing until a method needs Docker.
+    """
+
+    def __init__(self, settings: StackSettings, paths: StackPaths) -> None:
+        self.settings = settings
+        self.paths = paths
+        self._client: DockerClient | None = None
+
+    @property
+    def project_name(self) -> str:
+        """The Compose project name; several checkouts differ by it."""
+        return self.settings.compose_project_name
+
+    @property
+    def docker(self) -> DockerClient:
+        """The python-on-whales client bound to this project."""
+        if self._client is None:
+            from python_on_whales import DockerClient
+
+            self._client = DockerClient(
+                compose_files=[self.paths.compose_file],
+                compose_project_name=self.project_name,
+                compose_env_files=[self.paths.env_file],
+                compose_project_directory=self.paths.compose_file.parent,
+            )
+        return self._client
+
+    # -- queries ---------------------------------------------------------
+
+    def resolve(self, services: Sequence[str] | None) -> list[ServiceSpec]:
+        """The specs of ``services`` (all when empty), rejecting unknown names."""
+        names = list(services) if services else list(SERVICE_NAMES)
+        return [service_spec(name) for name in names]
+
+    def status(self, services: Sequence[str] | None = None) -> list[ServiceStatus]:
+        """State and health of each service; ``missing`` when it has no container."""
+        specs = self.resolve(services)
+        containers = self._containers()
+        result = []
+        for spec in specs:
+            container = containers.get(spec.name)
+            if container is None:
+                result.append(
+                    ServiceStatus(spec.name, "missing", "-", spec.endpoint(self.settings))
+                )
+                continue
+            health = container.state.health
+            result.append(
+                ServiceStatus(
+                    spec.name,
+                    str(container.state.status),
+                    str(health.status) if health is not None and health.status else "none",
+                    spec.endpoint(self.settings),
+                )
+            )
+        return result
+
+    def logs(self, service: str | None = None, *, tail: int | None = None) -> str:
+        """The recent logs of one service (or all), as text."""
+        services = [service_spec(service).name] if service else []
+        return str(
+            self._call(
+                lambda: self.docker.compose.logs(
+                    services, tail=None if tail is None else str(tail), no_log_prefix=False
+                )
+            )
+        )
+
+    def follow_logs(self, service: str | None = None, *, tail: int | None = 100) -> Iterator[str]:
+        """Stream logs as lines until interrupted."""
+        services = [service_spec(service).name] if service else []
+        stream = self._call(
+            lambda: self.docker.compose.logs(
+                services, tail=None if tail is None else str(tail), follow=True, stream=True
+            )
+        )
+        for _source, chunk in stream:
+            yield chunk.decode(errors="replace").rstrip("\n")
+
+    # -- actions ---------------------------------------------------------
+
+    def up(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        wait: bool = True,
+        timeout: int = 180,
+        on_output: Callable[[str], None] | None = None,
+    ) -> list[ServiceStatus]:
+        """Start ``services`` (all by default) and wait until they are healthy.
+
+        A no-op when every requested service already runs healthy. Ports of
+        services that are not running are checked first, so a taken port is
+        reported with the variable that moves it. On failure raises
+        :class:`ServiceUnhealthy` naming the service, with its last log lines.
+        """
+        specs = self.resolve(services)
+        before = {s.name: s for s in self.status([s.name for s in specs])}
+        if all(s.ok for s in before.values()):
+            logger.info("all requested services already run healthy; nothing to do")
+            return list(before.values())
+
+        check_ports_free(self.settings, [s for s in specs if before[s.name].state != "running"])
+
+        names = [s.name for s in specs]
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            stream = self.docker.compose.up(
+                names,
+                detach=True,
+                wait=wait,
+                wait_timeout=timeout if wait else None,
+                pull="missing",
+                stream_logs=True,
+            )
+            for _source, chunk in stream or ():
+                line = chunk.decode(errors="replace").rstrip()
+                if line:
+                    logger.debug("compose: %s", line)
+                    if on_output is not None:
+                        on_output(line)
+        except DockerException as exc:
+            self._raise_for_failure(exc, names)
+        return self.status(names)
+
+    def down(self, *, volumes: bool = False, timeout: int = 30) -> None:
+        """Stop and remove the containers; remove the named volumes only if asked."""
+        self._call(lambda: self.docker.compose.down(volumes=volumes, timeout=timeout, quiet=True))
+
+    def stop(self, services: Sequence[str] | None = None) -> None:
+        """Stop services without removing them (their state is kept)."""
+        names = [s.name for s in self.resolve(services)]
+        self._call(lambda: self.docker.compose.stop(names))
+
+    def volumes(self) -> list[str]:
+        """Names of the Docker volumes that belong to this project."""
+        found = self._call(
+            lambda: self.docker.volume.list(
+                filters=[("label", f"com.docker.compose.project={self.project_name}")]
+            )
+        )
+        return sorted(v.name for v in found)
+
+    # -- internals -------------------------------------------------------
+
+    def _containers(self) -> dict[str, Container]:
+        containers = self._call(lambda: self.docker.compose.ps(all=True))
+        by_service: dict[str, Container] = {}
+        for container in containers:
+            service = (container.config.labels or {}).get("com.docker.compose.service")
+            if service:
+                by_service[service] = container
+        return by_service
+
+    def _call(self, action: Callable[[], _T]) -> _T:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            return action()
+        except DockerException as exc:
+            self._raise_docker(exc)
+
+    def _raise_docker(self, exc: Exception) -> NoReturn:
+        self.check_engine()
+        stderr = getattr(exc, "stderr", "") or ""
+        raise StackError(
+            f"docker compose failed for project {self.project_name!r}: {stderr.strip() or exc}"
+        ) from exc
+
+    def check_engine(self) -> None:
+        """Raise :class:`DockerUnavailable` unless the engine and Compose v2 answer."""
+        import shutil
+
+        from python_on_whales.exceptions import DockerException
+
+        if shutil.which("docker") is None:
+            raise DockerUnavailable(
+                "the `docker` command is not installed. Install Docker Engine (or Docker "
+                "Desktop), or on Debian run `sudo scripts/bootstrap-docker.sh`."
+            )
+        try:
+            self.docker.version()
+        except DockerException as exc:
+            raise DockerUnavailable(
+                "the Docker engine does not answer (is dockerd running, and may this user "
+                f"use its socket?). Docker said: {(exc.stderr or '').strip()}"
+            ) from exc
+        try:
+            self.docker.compose.version()
+        except DockerException as exc:
+            raise DockerUnavailable(
+                "the Docker Compose v2 plugin is missing (`docker compose version` fails). "
+                "Install it, e.g. `scripts/bootstrap-docker.sh` on Debian."
+            ) from exc
+
+    def _raise_for_failure(self, exc: Exception, names: list[str]) -> NoReturn:
+        self.check_engine()
+        try:
+            statuses = self.status(names)
+        except StackError:
+            statuses = []
+        bad = [s for s in statuses if not s.ok]
+        stderr = (getattr(exc, "stderr", "") or "").strip()
+        if not bad:
+            raise StackError(
+                f"docker compose up failed for project {self.project_name!r}: {stderr or exc}"
+            ) from exc
+        first = bad[0]
+        try:
+            logs = self.logs(first.name, tail=LOG_TAIL)
+        except StackError:
+            logs = ""
+        summary = ", ".join(f"{s.name} ({s.state}/{s.health})" for s in bad)
+        raise ServiceUnhealthy(
+            f"{first.name} did not become healthy: {summary}. "
+            f"Its last log lines are below; `inv logs {first.name}` shows more.",
+            service=first.name,
+            logs=logs,
+        ) from exc
+
+
+def require_known(services: Sequence[str]) -> None:
+    """Raise ConfigError for any unknown service name."""
+    unknown = [s for s in services if s not in SERVICE_NAMES]
+    if unknown:
+        raise ConfigError(
+            f"unknown service(s) {', '.join(unknown)}; known services: {', '.join(SERVICE_NAMES)}"
+        )

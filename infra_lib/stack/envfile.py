@@ -1,0 +1,178 @@
+"""Write ``.env`` from ``.env.example`` with freshly generated secrets.
+
+``.env.example`` documents every variable and leaves each secret empty, so a
+copy of it never starts a stack with a known password (Compose refuses the
+empty values). :func:`write_env_file` fills those blanks.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra_lib.errors import ConfigError, EnvFileExists
+from infra_lib.turn import turn_credentials
+
+__all__ = [
+    "GENERATED_KEYS",
+    "SECRET_KEYS",
+    "InitResult",
+    "mask",
+    "parse_env_lines",
+    "write_env_file",
+    "write_private_file",
+]
+
+#: LiveKit hands its TURN credential to every client, so it gets a bounded
+#: life; `inv init --force` (or editing TURN_SECRET) renews it.
+LIVEKIT_TURN_TTL_SECONDS = 365 * 24 * 3600
+
+
+def _token() -> str:
+    # 32 random bytes, URL-safe: no quoting needed in .env or in URLs.
+    return secrets.token_urlsafe(32)
+
+
+#: Variables whose value is a secret: masked in output, generated when empty.
+SECRET_KEYS: frozenset[str] = frozenset(
+    {
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "LIVEKIT_API_SECRET",
+        "TURN_SECRET",
+        "LIVEKIT_TURN_CREDENTIAL",
+    }
+)
+
+_INDEPENDENT: dict[str, Callable[[], str]] = {
+    "POSTGRES_PASSWORD": _token,
+    "REDIS_PASSWORD": _token,
+    "MINIO_ROOT_PASSWORD": _token,
+    "LIVEKIT_API_SECRET": _token,
+    "TURN_SECRET": _token,
+    "LIVEKIT_API_KEY": lambda: "API" + secrets.token_hex(6),
+}
+
+#: Every variable `inv init` fills in when it is empty in the template.
+GENERATED_KEYS: frozenset[str] = frozenset(
+    {*_INDEPENDENT, "LIVEKIT_TURN_USERNAME", "LIVEKIT_TURN_CREDENTIAL"}
+)
+
+
+def mask(value: str) -> str:
+    """A fixed-width stand-in for a secret: reveals neither value nor length."""
+    return "********" if value else "(empty)"
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    """What :func:`write_env_file` did."""
+
+    path: Path
+    generated: tuple[str, ...]
+    backup: Path | None
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    """``KEY=value`` pairs of a dotenv text (comments and blank lines skipped).
+
+    Only the subset this project writes: no quoting, no interpolation,
+    no ``export``. Values are taken verbatim after the first ``=``.
+    """
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or "=" not in stripped:
+            continue
+        key, _, value = stripped.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600.
+
+    The temporary file is created 0600 from the start (never world-readable
+    for a moment) and renamed over ``path`` only once fully written.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_env_file(
+    template: Path,
+    target: Path,
+    *,
+    force: bool = False,
+    overrides: Mapping[str, str] | None = None,
+) -> InitResult:
+    """Render ``template`` into ``target``, generating every empty secret.
+
+    Refuses to replace an existing ``target`` unless ``force``; with
+    ``force`` the old file is kept beside it as ``.env.bak-<time>`` (its
+    passwords may still be the ones inside existing volumes). ``overrides``
+    sets values outright (e.g. another project name or ports).
+    """
+    if not template.is_file():
+        raise ConfigError(f"{template} is missing; it is the template `inv init` fills in.")
+    backup: Path | None = None
+    if target.exists():
+        if not force:
+            raise EnvFileExists(
+                f"{target} already exists and holds the stack's secrets; not overwriting it. "
+                "Use --force to replace it (the old file is kept as a backup), or edit it."
+            )
+        backup = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d%H%M%S')}")
+        target.replace(backup)
+
+    fixed = dict(overrides or {})
+    values: dict[str, str] = {}
+    generated: list[str] = []
+    lines_out: list[str] = []
+    for line in template.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or "=" not in stripped:
+            lines_out.append(line)
+            continue
+        key, _, value = stripped.partition("=")
+        key, value = key.strip(), value.strip()
+        if key in fixed:
+            value = fixed.pop(key)
+        elif not value and key in _INDEPENDENT:
+            value = _INDEPENDENT[key]()
+            generated.append(key)
+        values[key] = value
+        lines_out.append(f"{key}={value}")
+
+    # The TURN credential LiveKit gives its clients derives from TURN_SECRET.
+    if "TURN_SECRET" in values:
+        creds = turn_credentials(
+            values["TURN_SECRET"], "livekit", ttl_seconds=LIVEKIT_TURN_TTL_SECONDS
+        )
+        for key, value in (
+            ("LIVEKIT_TURN_USERNAME", creds.username),
+            ("LIVEKIT_TURN_CREDENTIAL", creds.credential),
+        ):
+            if key in values and not values[key]:
+                lines_out = [f"{key}={value}" if ln == f"{key}=" else ln for ln in lines_out]
+                values[key] = value
+                generated.append(key)
+    for key, value in fixed.items():
+        lines_out.append(f"{key}={value}")
+
+    write_private_file(target, "\n".join(lines_out) + "\n")
+    return InitResult(target, tuple(generated), backup)

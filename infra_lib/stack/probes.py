@@ -1,0 +1,228 @@
+"""Protocol-level readiness checks, run from the host against published ports.
+
+Compose healthchecks run inside each container; these prove a client on the
+host gets a real answer: ``SELECT 1``, ``PING``, S3 ``ListBuckets``, LiveKit's
+HTTP root, a STUN binding. Each driver is imported only when its probe runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from infra_lib.errors import ServiceUnavailable
+from infra_lib.stack.settings import StackSettings
+
+__all__ = [
+    "PROBES",
+    "ProbeResult",
+    "probe",
+    "probe_coturn",
+    "probe_livekit",
+    "probe_minio",
+    "probe_postgres",
+    "probe_redis",
+    "stun_binding",
+    "wait_for",
+]
+
+_STUN_MAGIC = 0x2112A442
+_STUN_BINDING_REQUEST = 0x0001
+_STUN_BINDING_SUCCESS = 0x0101
+_XOR_MAPPED_ADDRESS = 0x0020
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of one probe: what answered and how long it took."""
+
+    service: str
+    detail: str
+    seconds: float
+
+
+def probe_postgres(settings: StackSettings, *, timeout: float = 5.0) -> str:
+    """``SELECT 1`` as the admin role over TCP; returns the server version."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            host=settings.infra_public_host,
+            port=settings.postgres_port,
+            user=settings.postgres_user,
+            password=settings.secret("postgres_password"),
+            dbname=settings.postgres_db,
+            connect_timeout=max(1, int(timeout)),
+        ) as conn:
+            row = conn.execute("SELECT 1, current_setting('server_version')").fetchone()
+    except psycopg.Error as exc:
+        raise ServiceUnavailable(
+            f"PostgreSQL at {settings.infra_public_host}:{settings.postgres_port} did not answer "
+            f"SELECT 1: {exc}",
+            service="postgres",
+        ) from exc
+    if row is None or row[0] != 1:
+        raise ServiceUnavailable("PostgreSQL answered SELECT 1 with no row", service="postgres")
+    return f"SELECT 1 ok, PostgreSQL {str(row[1]).split()[0]}"
+
+
+def probe_redis(settings: StackSettings, *, timeout: float = 5.0) -> str:
+    """``PING`` with the password; returns the server version."""
+    import redis
+
+    client = redis.Redis(
+        host=settings.infra_public_host,
+        port=settings.redis_port,
+        password=settings.secret("redis_password"),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    try:
+        if not client.ping():
+            raise ServiceUnavailable("Redis did not answer PONG", service="redis")
+        info = client.info("server")
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(
+            f"Redis at {settings.infra_public_host}:{settings.redis_port} did not answer PING: "
+            f"{exc}",
+            service="redis",
+        ) from exc
+    finally:
+        client.close()
+    return f"PING ok, Redis {info.get('redis_version', '?')}"
+
+
+def probe_minio(settings: StackSettings, *, timeout: float = 5.0) -> str:
+    """S3 ``ListBuckets`` with the root credentials."""
+    import urllib3
+    from minio import Minio
+    from minio.error import MinioException
+
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        retries=urllib3.Retry(total=0),
+    )
+    client = Minio(
+        f"{settings.infra_public_host}:{settings.minio_api_port}",
+        access_key=settings.minio_root_user or "",
+        secret_key=settings.secret("minio_root_password"),
+        secure=False,
+        http_client=http,
+    )
+    try:
+        buckets = client.list_buckets()
+    except (MinioException, urllib3.exceptions.HTTPError) as exc:
+        raise ServiceUnavailable(
+            f"MinIO at {settings.infra_public_host}:{settings.minio_api_port} refused "
+            f"ListBuckets: {exc}",
+            service="minio",
+        ) from exc
+    finally:
+        http.clear()
+    return f"ListBuckets ok, {len(buckets)} bucket(s)"
+
+
+def probe_livekit(settings: StackSettings, *, timeout: float = 5.0) -> str:
+    """``GET /`` on LiveKit's HTTP port answers 200 ``OK``."""
+    url = f"http://{settings.infra_public_host}:{settings.livekit_http_port}/"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read(64).decode(errors="replace").strip()
+            status = response.status
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"LiveKit at {url} did not answer: {exc}", service="livekit"
+        ) from exc
+    if status != 200 or body != "OK":
+        raise ServiceUnavailable(
+            f"LiveKit at {url} answered {status} {body!r}, expected 200 'OK'", service="livekit"
+        )
+    return "HTTP 200 OK"
+
+
+def stun_binding(host: str, port: int, *, timeout: float = 2.0) -> tuple[str, int]:
+    """Send one STUN Binding Request over UDP; return the mapped address."""
+    transaction = os.urandom(12)
+    request = struct.pack("!HHI", _STUN_BINDING_REQUEST, 0, _STUN_MAGIC) + transaction
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(request, (host, port))
+        data, _ = sock.recvfrom(2048)
+    if len(data) < 20:
+        raise ValueError("short STUN response")
+    kind, length, magic = struct.unpack("!HHI", data[:8])
+    if kind != _STUN_BINDING_SUCCESS or magic != _STUN_MAGIC or data[8:20] != transaction:
+        raise ValueError(f"unexpected STUN response type 0x{kind:04x}")
+    offset = 20
+    while offset + 4 <= 20 + length:
+        attr, attr_len = struct.unpack("!HH", data[offset : offset + 4])
+        value = data[offset + 4 : offset + 4 + attr_len]
+        if attr == _XOR_MAPPED_ADDRESS and len(value) >= 8 and value[1] == 0x01:
+            xport = struct.unpack("!H", value[2:4])[0] ^ (_STUN_MAGIC >> 16)
+            xaddr = struct.unpack("!I", value[4:8])[0] ^ _STUN_MAGIC
+            return socket.inet_ntoa(struct.pack("!I", xaddr)), xport
+        offset += 4 + attr_len + (-attr_len % 4)
+    raise ValueError("STUN response without an XOR-MAPPED-ADDRESS")
+
+
+def probe_coturn(settings: StackSettings, *, timeout: float = 2.0) -> str:
+    """A STUN binding over UDP to coturn's listening port."""
+    try:
+        addr, port = stun_binding(settings.infra_public_host, settings.turn_port, timeout=timeout)
+    except (OSError, ValueError) as exc:
+        raise ServiceUnavailable(
+            f"coturn at {settings.infra_public_host}:{settings.turn_port}/udp gave no STUN "
+            f"binding response: {exc}",
+            service="coturn",
+        ) from exc
+    return f"STUN binding ok, mapped {addr}:{port}"
+
+
+PROBES: dict[str, Callable[..., str]] = {
+    "postgres": probe_postgres,
+    "redis": probe_redis,
+    "minio": probe_minio,
+    "livekit": probe_livekit,
+    "coturn": probe_coturn,
+}
+
+
+def probe(settings: StackSettings, service: str) -> ProbeResult:
+    """Run the probe of ``service`` once."""
+    start = time.perf_counter()
+    detail = PROBES[service](settings)
+    return ProbeResult(service, detail, time.perf_counter() - start)
+
+
+def wait_for(
+    settings: StackSettings,
+    services: Sequence[str],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.5,
+) -> list[ProbeResult]:
+    """Probe each service until it answers or ``timeout`` passes.
+
+    On timeout raises the last :class:`ServiceUnavailable`, so the message
+    carries the underlying error rather than a bare "timed out".
+    """
+    results = []
+    deadline = time.monotonic() + timeout
+    for service in services:
+        while True:
+            try:
+                results.append(probe(settings, service))
+                break
+            except ServiceUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise ServiceUnavailable(
+                        f"{exc} (still failing after {timeout:.0f}s)", service=service
+                    ) from exc
+                time.sleep(interval)
+    return results

@@ -1,0 +1,106 @@
+"""What each compose service publishes, and which ``.env`` variable moves it.
+
+This mirrors ``compose/*.yaml``; a unit test checks the two agree, so a port
+added to a compose file without a line here fails the suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from infra_lib.stack.settings import StackSettings
+
+__all__ = ["SERVICES", "SERVICE_NAMES", "PublishedPort", "ServiceSpec", "service_spec"]
+
+Protocol = Literal["tcp", "udp"]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPort:
+    """One host port (or inclusive range) a service publishes.
+
+    ``variable`` is the ``.env`` name of the port; for a range it is the start
+    variable and ``end_variable`` the end.
+    """
+
+    variable: str
+    protocol: Protocol
+    end_variable: str | None = None
+
+    def host_ports(self, settings: StackSettings) -> range:
+        """The host port numbers this entry covers under ``settings``."""
+        start = int(getattr(settings, self.variable.lower()))
+        if self.end_variable is None:
+            return range(start, start + 1)
+        end = int(getattr(settings, self.end_variable.lower()))
+        return range(start, end + 1)
+
+    def describe(self) -> str:
+        """The variable(s) a user edits to move this port."""
+        if self.end_variable is None:
+            return self.variable
+        return f"{self.variable}/{self.end_variable}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A compose service: its name, published ports and client endpoint."""
+
+    name: str
+    ports: tuple[PublishedPort, ...]
+    endpoint_template: str
+
+    def endpoint(self, settings: StackSettings) -> str:
+        """Where a client on this host reaches the service."""
+        values = {name: getattr(settings, name) for name in type(settings).model_fields}
+        return self.endpoint_template.format(**values)
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        "postgres",
+        (PublishedPort("POSTGRES_PORT", "tcp"),),
+        "postgresql://{infra_public_host}:{postgres_port}",
+    ),
+    ServiceSpec(
+        "redis",
+        (PublishedPort("REDIS_PORT", "tcp"),),
+        "redis://{infra_public_host}:{redis_port}",
+    ),
+    ServiceSpec(
+        "minio",
+        (PublishedPort("MINIO_API_PORT", "tcp"), PublishedPort("MINIO_CONSOLE_PORT", "tcp")),
+        "http://{infra_public_host}:{minio_api_port} (console :{minio_console_port})",
+    ),
+    ServiceSpec(
+        "livekit",
+        (
+            PublishedPort("LIVEKIT_HTTP_PORT", "tcp"),
+            PublishedPort("LIVEKIT_TCP_PORT", "tcp"),
+            PublishedPort("LIVEKIT_RTC_PORT_START", "udp", "LIVEKIT_RTC_PORT_END"),
+        ),
+        "ws://{infra_public_host}:{livekit_http_port}",
+    ),
+    ServiceSpec(
+        "coturn",
+        (
+            PublishedPort("TURN_PORT", "udp"),
+            PublishedPort("TURN_PORT", "tcp"),
+            PublishedPort("TURN_RELAY_PORT_START", "udp", "TURN_RELAY_PORT_END"),
+        ),
+        "turn:{infra_public_host}:{turn_port}",
+    ),
+)
+
+SERVICE_NAMES: tuple[str, ...] = tuple(spec.name for spec in SERVICES)
+
+
+def service_spec(name: str) -> ServiceSpec:
+    """The spec of service ``name``; raises ConfigError for an unknown name."""
+    from infra_lib.errors import ConfigError
+
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    raise ConfigError(f"unknown service {name!r}; known services: {', '.join(SERVICE_NAMES)}")

@@ -1,0 +1,147 @@
+"""Typed settings of the compose stack, read from ``.env`` at the edge.
+
+Precedence follows Docker Compose so that what the tasks see is what the
+containers get: a variable set in the process environment wins over the same
+variable in ``.env``, which wins over the default here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra_lib.errors import ConfigError
+
+__all__ = ["Port", "StackSettings", "load_stack_settings"]
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+# Compose's own rule for project names.
+_PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class StackSettings(BaseSettings):
+    """Everything the tasks need to know about the local stack.
+
+    Built once by :func:`load_stack_settings`; frozen afterwards. Secrets are
+    :class:`~pydantic.SecretStr`, so printing the settings never shows them.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
+        env_ignore_empty=True,
+    )
+
+    compose_project_name: str = "infra"
+    infra_bind_address: str = "127.0.0.1"
+    infra_public_host: str = "127.0.0.1"
+
+    postgres_port: Port = 5432
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr | None = None
+    postgres_db: str = "postgres"
+
+    redis_port: Port = 6379
+    redis_password: SecretStr | None = None
+    redis_databases: int = Field(default=16, ge=1, le=1_000_000)
+
+    minio_api_port: Port = 9000
+    minio_console_port: Port = 9001
+    minio_root_user: str | None = None
+    minio_root_password: SecretStr | None = None
+
+    livekit_http_port: Port = 7880
+    livekit_tcp_port: Port = 7881
+    livekit_rtc_port_start: Port = 50000
+    livekit_rtc_port_end: Port = 50019
+    livekit_api_key: str | None = None
+    livekit_api_secret: SecretStr | None = None
+
+    turn_port: Port = 3478
+    turn_relay_port_start: Port = 49160
+    turn_relay_port_end: Port = 49179
+    turn_secret: SecretStr | None = None
+    turn_realm: str = "infra.local"
+
+    @field_validator("compose_project_name")
+    @classmethod
+    def _project_name(cls, value: str) -> str:
+        if not _PROJECT_NAME.fullmatch(value):
+            raise ValueError(
+                "must start with a lowercase letter or digit and hold only "
+                "lowercase letters, digits, '-' and '_'"
+            )
+        return value
+
+    def port_range(self, start_field: str, end_field: str) -> range:
+        """The inclusive port range between two fields, as a ``range``."""
+        start = int(getattr(self, start_field))
+        end = int(getattr(self, end_field))
+        return range(start, end + 1)
+
+    def secret(self, name: str) -> str:
+        """The plain value of a secret field; raises ConfigError when it is unset."""
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(
+                f"{name.upper()} is not set. Run `inv init` to write .env with generated "
+                "secrets, or set it in the environment."
+            )
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        return str(value)
+
+
+def load_stack_settings(
+    env_file: Path, *, environ: Mapping[str, str] | None = None, require_file: bool = True
+) -> StackSettings:
+    """Read the stack settings from ``env_file`` and ``environ``.
+
+    ``environ`` is the process environment at the edge (a task or a fixture);
+    pass ``{}`` to ignore it. A missing file is a :class:`ConfigError` that
+    says how to create one, unless ``require_file`` is false.
+    """
+    if require_file and not env_file.is_file():
+        raise ConfigError(
+            f"{env_file} does not exist. Run `inv init` to create it from .env.example "
+            "with generated secrets."
+        )
+    overrides: dict[str, Any] = {}
+    if environ is not None:
+        known = {name.upper() for name in StackSettings.model_fields}
+        overrides = {k.lower(): v for k, v in environ.items() if k.upper() in known and v != ""}
+    try:
+        # Init kwargs win over the dotenv file; the real environment is read
+        # only through `environ`, so tests and library callers stay in control.
+        kwargs: dict[str, Any] = {
+            **overrides,
+            "_env_file": env_file if env_file.is_file() else None,
+        }
+        return _FileOnlySettings(**kwargs)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings in {env_file}: {problems}") from exc
+
+
+class _FileOnlySettings(StackSettings):
+    """StackSettings that read a dotenv file but never ``os.environ`` by themselves."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: Any,
+        env_settings: Any,
+        dotenv_settings: Any,
+        file_secret_settings: Any,
+    ) -> tuple[Any, ...]:
+        return (init_settings, dotenv_settings)
