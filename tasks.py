@@ -1,0 +1,236 @@
+"""Invoke tasks: thin wrappers that parse flags and call infra_lib.
+
+Run ``inv --list`` for the tasks and ``inv --help TASK`` for each one's flags.
+Every task turns an :class:`infra_lib.InfraError` into a clear message and a
+non-zero exit; none holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from infra_lib.stack.compose import ServiceStatus, Stack
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    # Plain, wide output when piped (CI logs), so rows are not wrapped.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        logging.basicConfig(
+            level=level, handlers=[RichHandler(show_path=False)], format="%(message)s"
+        )
+    else:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn InfraError into `Exit` with its message; keep the traceback out of sight."""
+    from infra_lib.errors import InfraError, ServiceUnhealthy
+
+    try:
+        yield
+    except InfraError as exc:
+        message = f"error: {exc}"
+        if isinstance(exc, ServiceUnhealthy) and exc.logs:
+            message += f"\n--- last log lines of {exc.service} ---\n{exc.logs.rstrip()}"
+        raise Exit(message, code=exc.exit_code) from exc
+
+
+def _env_file(env_file: str | None) -> Path:
+    return Path(env_file).resolve() if env_file else ROOT / ".env"
+
+
+def _stack(env_file: str | None) -> Stack:
+    from infra_lib.stack.compose import Stack, StackPaths
+    from infra_lib.stack.settings import load_stack_settings
+
+    paths = StackPaths.for_root(ROOT, _env_file(env_file))
+    settings = load_stack_settings(paths.env_file, environ=os.environ)
+    return Stack(settings, paths)
+
+
+def _status_table(
+    title: str, rows: Sequence[ServiceStatus], extra: dict[str, str] | None = None
+) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("service", "state", "health", "endpoint"):
+        table.add_column(column)
+    if extra is not None:
+        table.add_column("check")
+    for row in rows:
+        style = "green" if row.ok else "red"
+        cells = [row.name, f"[{style}]{row.state}[/]", f"[{style}]{row.health}[/]", row.endpoint]
+        if extra is not None:
+            cells.append(extra.get(row.name, ""))
+        table.add_row(*cells)
+    _console().print(table)
+
+
+def _init_env(target: Path, force: bool, say: Callable[[str], None]) -> None:
+    from infra_lib.stack.envfile import mask, write_env_file
+
+    result = write_env_file(ROOT / ".env.example", target, force=force)
+    say(f"wrote {result.path} (mode 0600)")
+    if result.backup is not None:
+        say(f"kept the previous file as {result.backup}")
+    for key in result.generated:
+        say(f"  generated {key}={mask('x')}")
+
+
+@task(
+    help={
+        "force": "Replace an existing .env (the old one is kept as .env.bak-<time>).",
+        "env-file": "Write this file instead of .env at the repository root.",
+    }
+)
+def init(c: Context, force: bool = False, env_file: str | None = None) -> None:
+    """Write .env from .env.example with generated secrets (mode 0600)."""
+    with _errors():
+        _init_env(_env_file(env_file), force, print)
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": "Start only this service (repeatable). Default: all five.",
+        "wait": "Wait for every service to be healthy (default). --no-wait returns at once.",
+        "timeout": "Seconds to wait for health before failing (default 180).",
+        "env-file": "Use this env file instead of .env.",
+        "verbose": "Show Compose's output and debug logs.",
+    },
+)
+def up(
+    c: Context,
+    service: list[str] | None = None,
+    wait: bool = True,
+    timeout: int = 180,
+    env_file: str | None = None,
+    verbose: bool = False,
+) -> None:
+    """Start the stack, wait until it is healthy, and print where each service answers."""
+    _setup_logging(verbose)
+    with _errors():
+        path = _env_file(env_file)
+        if not path.exists():
+            print(f"{path} does not exist yet; creating it with generated secrets")
+            _init_env(path, False, print)
+        stack = _stack(env_file)
+        names = [s.name for s in stack.resolve(service)]
+        say: Callable[[str], None] | None = print if verbose else None
+        statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say)
+        checks: dict[str, str] = {}
+        if wait:
+            from infra_lib.stack.probes import wait_for
+
+            for result in wait_for(stack.settings, names, timeout=30):
+                checks[result.service] = f"{result.detail} ({result.seconds * 1000:.0f} ms)"
+        _status_table(f"stack {stack.project_name!r}", statuses, checks if wait else None)
+
+
+@task(
+    help={
+        "volumes": "Also delete the named data volumes (needs --yes too). Data is lost.",
+        "yes": "Confirm --volumes.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def down(c: Context, volumes: bool = False, yes: bool = False, env_file: str | None = None) -> None:
+    """Stop and remove the containers. Data volumes are kept unless --volumes --yes."""
+    with _errors():
+        if volumes and not yes:
+            raise Exit(
+                "refusing to delete the data volumes without --yes "
+                "(`inv down --volumes --yes`); nothing was stopped.",
+                code=2,
+            )
+        stack = _stack(env_file)
+        stack.down(volumes=volumes)
+        kept = "" if volumes else "; data volumes kept"
+        print(f"stack {stack.project_name!r} is down{kept}")
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": "Show only this service (repeatable).",
+        "probe": "Also check each service's own protocol from this host.",
+        "env-file": "Use this env file instead of .env.",
+    },
+)
+def status(
+    c: Context, service: list[str] | None = None, probe: bool = False, env_file: str | None = None
+) -> None:
+    """Print each service's state, health and endpoint; exit 1 if any is not healthy."""
+    with _errors():
+        stack = _stack(env_file)
+        rows = stack.status(service)
+        checks: dict[str, str] | None = None
+        failed = [r.name for r in rows if not r.ok]
+        if probe:
+            from infra_lib.errors import ServiceUnavailable
+            from infra_lib.stack.probes import probe as run_probe
+
+            checks = {}
+            for row in rows:
+                try:
+                    checks[row.name] = run_probe(stack.settings, row.name).detail
+                except ServiceUnavailable as exc:
+                    checks[row.name] = f"FAILED: {exc}"
+                    failed.append(row.name)
+        _status_table(f"stack {stack.project_name!r}", rows, checks)
+        if failed:
+            raise Exit(f"not healthy: {', '.join(sorted(set(failed)))}", code=1)
+
+
+@task(
+    help={
+        "service": "One service's logs (default: all).",
+        "follow": "Keep streaming until Ctrl-C.",
+        "tail": "Lines of history to show (default 100).",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def logs(
+    c: Context,
+    service: str | None = None,
+    follow: bool = False,
+    tail: int = 100,
+    env_file: str | None = None,
+) -> None:
+    """Show the logs of the stack or of one service."""
+    with _errors():
+        stack = _stack(env_file)
+        if follow:
+            try:
+                for line in stack.follow_logs(service, tail=tail):
+                    print(line, flush=True)
+            except KeyboardInterrupt:
+                return
+        else:
+            print(stack.logs(service, tail=tail), end="")

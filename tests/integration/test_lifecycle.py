@@ -1,0 +1,98 @@
+"""Start, stop and remove a separate throwaway project: data survives `down`."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra_lib.stack.compose import Stack, StackPaths
+from infra_lib.stack.settings import load_stack_settings
+
+from .conftest import ROOT, run_inv
+
+pytestmark = [pytest.mark.integration, pytest.mark.lifecycle]
+
+
+def _stack(env_file: Path) -> Stack:
+    return Stack(
+        load_stack_settings(env_file, environ=os.environ), StackPaths.for_root(ROOT, env_file)
+    )
+
+
+def _connect(stack: Stack) -> psycopg.Connection[tuple[object, ...]]:
+    s = stack.settings
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=s.postgres_port,
+        user=s.postgres_user,
+        password=s.secret("postgres_password"),
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+    )
+
+
+def test_data_survives_down_and_up_and_volumes_go_only_when_asked(throwaway_env: Path) -> None:
+    stack = _stack(throwaway_env)
+    first = run_inv("up", "--service", "postgres", env_file=throwaway_env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    with _connect(stack) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+
+    down = run_inv("down", env_file=throwaway_env)
+    assert down.returncode == 0, down.stderr
+    assert "data volumes kept" in down.stdout
+    assert stack.status(["postgres"])[0].state == "missing"
+    assert stack.volumes(), "the data volume must survive a plain `down`"
+
+    again = run_inv("up", "--service", "postgres", env_file=throwaway_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with _connect(stack) as conn:
+        assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
+
+    refused = run_inv("down", "--volumes", env_file=throwaway_env)
+    assert refused.returncode != 0
+    assert "--yes" in refused.stderr
+    assert stack.status(["postgres"])[0].state == "running", "a refused down must stop nothing"
+
+    gone = run_inv("down", "--volumes", "--yes", env_file=throwaway_env)
+    assert gone.returncode == 0, gone.stderr
+    assert stack.volumes() == []
+
+
+def test_taken_port_fails_before_starting_and_names_the_variable(throwaway_env: Path) -> None:
+    stack = _stack(throwaway_env)
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", stack.settings.redis_port))
+        holder.listen()
+        result = run_inv("up", "--service", "redis", env_file=throwaway_env)
+    assert result.returncode != 0
+    assert f"port {stack.settings.redis_port}/tcp" in result.stderr
+    assert "REDIS_PORT" in result.stderr
+    assert stack.status(["redis"])[0].state == "missing", "nothing may be started"
+
+
+def test_init_refuses_to_overwrite_an_existing_env(throwaway_env: Path) -> None:
+    before = throwaway_env.read_text()
+    result = run_inv("init", env_file=throwaway_env)
+    assert result.returncode != 0
+    assert "--force" in result.stderr
+    assert throwaway_env.read_text() == before
+
+
+def test_missing_env_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_inv("status", env_file=tmp_path / "absent.env")
+    assert result.returncode == 2
+    assert "inv init" in result.stderr
+
+
+def test_unknown_service_is_a_clear_error(throwaway_env: Path) -> None:
+    result = run_inv("up", "--service", "mysql", env_file=throwaway_env)
+    assert result.returncode == 2
+    assert "known services" in result.stderr

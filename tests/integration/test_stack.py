@@ -1,0 +1,95 @@
+"""The running stack: every service healthy and answering its own protocol."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra_lib.stack.compose import Stack
+from infra_lib.stack.probes import probe
+from infra_lib.stack.services import SERVICE_NAMES
+from infra_lib.stack.settings import StackSettings
+
+from .conftest import run_inv
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_service_runs_healthy(stack: Stack) -> None:
+    statuses = {s.name: s for s in stack.status()}
+    assert set(statuses) == set(SERVICE_NAMES)
+    for status in statuses.values():
+        assert status.state == "running", status
+        assert status.health == "healthy", status
+
+
+def test_postgres_answers_select_1(settings: StackSettings) -> None:
+    assert probe(settings, "postgres").detail.startswith("SELECT 1 ok, PostgreSQL 17")
+
+
+def test_redis_answers_ping_with_configured_limits(settings: StackSettings) -> None:
+    import redis
+
+    assert probe(settings, "redis").detail.startswith("PING ok, Redis 7")
+    client = redis.Redis(
+        port=settings.redis_port, password=settings.secret("redis_password"), decode_responses=True
+    )
+    with client:
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+        assert int(client.config_get("databases")["databases"]) == settings.redis_databases
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+
+
+def test_redis_refuses_clients_without_the_password(settings: StackSettings) -> None:
+    import redis
+
+    with (
+        redis.Redis(port=settings.redis_port) as anonymous,
+        pytest.raises(redis.AuthenticationError),
+    ):
+        anonymous.ping()
+
+
+def test_postgres_refuses_a_wrong_password(settings: StackSettings) -> None:
+    import psycopg
+
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(
+            host="127.0.0.1",
+            port=settings.postgres_port,
+            user=settings.postgres_user,
+            password="wrong",
+            dbname="postgres",
+            connect_timeout=5,
+        )
+
+
+def test_minio_lists_buckets_with_root_credentials(settings: StackSettings) -> None:
+    assert probe(settings, "minio").detail.startswith("ListBuckets ok")
+
+
+def test_livekit_answers_http(settings: StackSettings) -> None:
+    assert probe(settings, "livekit").detail == "HTTP 200 OK"
+
+
+def test_coturn_answers_a_stun_binding(settings: StackSettings) -> None:
+    assert probe(settings, "coturn").detail.startswith("STUN binding ok, mapped")
+
+
+def test_inv_status_exits_zero_on_a_healthy_stack() -> None:
+    result = run_inv("status", "--probe")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in SERVICE_NAMES:
+        assert name in result.stdout
+
+
+def test_inv_up_on_a_healthy_stack_is_a_no_op() -> None:
+    result = run_inv("up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "healthy" in result.stdout
+
+
+def test_published_ports_bind_to_loopback_only(stack: Stack) -> None:
+    for container in stack.docker.compose.ps():
+        for bindings in (container.network_settings.ports or {}).values():
+            for binding in bindings or []:
+                assert binding.get("HostIp") == stack.settings.infra_bind_address
