@@ -275,7 +275,8 @@ class Stack:
             statuses = []
         bad = [s for s in statuses if not s.ok]
         stderr = (getattr(exc, "stderr", "") or "").strip()
-        if not bad:
+        if not bad or all(s.state == "missing" for s in bad):
+            # Nothing was created: an image, network or config problem, not health.
             raise StackError(
                 f"docker compose up failed for project {self.project_name!r}: {stderr or exc}"
             ) from exc

@@ -51,13 +51,33 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
+def isolated_environ() -> dict[str, str]:
+    """The process environment without stack settings, images excepted.
+
+    A throwaway project must get its ports and name from its own env file,
+    even when the shell exports e.g. POSTGRES_PORT for the main stack.
+    """
+    settings_keys = {name.upper() for name in StackSettings.model_fields}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in settings_keys or k.upper().endswith("_IMAGE")
+    }
+
+
 def run_inv(*args: str, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an Invoke task in a child process, as a user would."""
+    """Run an Invoke task in a child process, as a user would.
+
+    With ``env_file`` (a throwaway project) the child sees that file's
+    settings only, not the main stack's exported overrides.
+    """
     command = [sys.executable, "-m", "invoke", *args]
+    env = None
     if env_file is not None:
         command += ["--env-file", str(env_file)]
+        env = isolated_environ()
     return subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False, env=env
     )
 
 
@@ -72,5 +92,5 @@ def throwaway_env(tmp_path: Path) -> Iterator[Path]:
     }
     env_file = write_env_file(ROOT / ".env.example", tmp_path / ".env", overrides=overrides).path
     yield env_file
-    settings = load_stack_settings(env_file, environ=os.environ)
+    settings = load_stack_settings(env_file, environ=isolated_environ())
     Stack(settings, StackPaths.for_root(ROOT, env_file)).down(volumes=True)
