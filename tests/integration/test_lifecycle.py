@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -12,15 +11,14 @@ import pytest
 from infra_lib.stack.compose import Stack, StackPaths
 from infra_lib.stack.settings import load_stack_settings
 
-from .conftest import ROOT, run_inv
+from .conftest import ROOT, isolated_environ, run_inv
 
 pytestmark = [pytest.mark.integration, pytest.mark.lifecycle]
 
 
 def _stack(env_file: Path) -> Stack:
-    return Stack(
-        load_stack_settings(env_file, environ=os.environ), StackPaths.for_root(ROOT, env_file)
-    )
+    settings = load_stack_settings(env_file, environ=isolated_environ())
+    return Stack(settings, StackPaths.for_root(ROOT, env_file))
 
 
 def _connect(stack: Stack) -> psycopg.Connection[tuple[object, ...]]:
@@ -38,7 +36,7 @@ def _connect(stack: Stack) -> psycopg.Connection[tuple[object, ...]]:
 
 def test_data_survives_down_and_up_and_volumes_go_only_when_asked(throwaway_env: Path) -> None:
     stack = _stack(throwaway_env)
-    first = run_inv("up", "--service", "postgres", env_file=throwaway_env)
+    first = run_inv("up", "--service", "postgres", "--no-provision", env_file=throwaway_env)
     assert first.returncode == 0, first.stdout + first.stderr
     with _connect(stack) as conn:
         conn.execute("CREATE TABLE kept (v text)")
@@ -50,7 +48,7 @@ def test_data_survives_down_and_up_and_volumes_go_only_when_asked(throwaway_env:
     assert stack.status(["postgres"])[0].state == "missing"
     assert stack.volumes(), "the data volume must survive a plain `down`"
 
-    again = run_inv("up", "--service", "postgres", env_file=throwaway_env)
+    again = run_inv("up", "--service", "postgres", "--no-provision", env_file=throwaway_env)
     assert again.returncode == 0, again.stdout + again.stderr
     with _connect(stack) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
