@@ -22,9 +22,16 @@ from invoke.tasks import task
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from infra_lib.provision import ProvisionReport
     from infra_lib.stack.compose import ServiceStatus, Stack
 
 ROOT = Path(__file__).resolve().parent
+MANIFEST = ROOT / "infra.toml"
+
+
+def _env_dir(project: str) -> Path:
+    # One folder per compose project, so two env files never share settings.
+    return ROOT / "env" / project
 
 
 def _console() -> Console:
@@ -123,6 +130,7 @@ def init(c: Context, force: bool = False, env_file: str | None = None) -> None:
         "timeout": "Seconds to wait for health before failing (default 180).",
         "env-file": "Use this env file instead of .env.",
         "verbose": "Show Compose's output and debug logs.",
+        "provision": "Provision the manifest once healthy (default). --no-provision skips it.",
     },
 )
 def up(
@@ -132,6 +140,7 @@ def up(
     timeout: int = 180,
     env_file: str | None = None,
     verbose: bool = False,
+    provision: bool = True,
 ) -> None:
     """Start the stack, wait until it is healthy, and print where each service answers."""
     _setup_logging(verbose)
@@ -151,6 +160,12 @@ def up(
             for result in wait_for(stack.settings, names, timeout=30):
                 checks[result.service] = f"{result.detail} ({result.seconds * 1000:.0f} ms)"
         _status_table(f"stack {stack.project_name!r}", statuses, checks if wait else None)
+        started = set(names)
+        if provision and wait and {"postgres", "redis"} & started:
+            report = _provision(
+                stack, None, dry_run=False, postgres="postgres" in started, redis="redis" in started
+            )
+            _report_table(report)
 
 
 @task(
@@ -234,3 +249,89 @@ def logs(
                 return
         else:
             print(stack.logs(service, tail=tail), end="")
+
+
+def _provision(
+    stack: Stack,
+    services: list[str] | None,
+    *,
+    dry_run: bool,
+    manifest: str | None = None,
+    postgres: bool = True,
+    redis: bool = True,
+) -> ProvisionReport:
+    from infra_lib.manifest import load_manifest
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.provision import provision as run_provision
+    from infra_lib.redis.config import RedisConfig
+
+    return run_provision(
+        load_manifest(Path(manifest).resolve() if manifest else MANIFEST),
+        env_dir=_env_dir(stack.project_name),
+        postgres=PostgresConfig.from_stack(stack.settings) if postgres else None,
+        redis=RedisConfig.from_stack(stack.settings) if redis else None,
+        services=services,
+        dry_run=dry_run,
+    )
+
+
+def _report_table(report: ProvisionReport) -> None:
+    from rich.table import Table
+
+    title = "provisioning plan (dry run: nothing changed)" if report.dry_run else "provisioning"
+    table = Table(title=title)
+    for column in ("service", "resource", "name", "change", "detail"):
+        table.add_column(column)
+    colours = {"create": "green", "change": "yellow", "planned": "cyan", "unchanged": "dim"}
+    for row in report.rows:
+        change = f"[{colours[row.change]}]{row.change}[/]"
+        name = os.path.relpath(row.name) if row.resource == "env file" else row.name
+        table.add_row(row.service, row.resource, name, change, row.detail)
+    _console().print(table)
+    created = sum(r.change == "create" for r in report.rows)
+    changed = sum(r.change == "change" for r in report.rows)
+    planned = sum(r.change == "planned" for r in report.rows)
+    unchanged = sum(r.change == "unchanged" for r in report.rows)
+    print(f"created {created}, changed {changed}, planned {planned}, unchanged {unchanged}")
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": "Provision only this service (repeatable). Default: every service.",
+        "dry-run": "Show the plan; change nothing.",
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+    },
+)
+def provision(
+    c: Context,
+    service: list[str] | None = None,
+    dry_run: bool = False,
+    manifest: str | None = None,
+    env_file: str | None = None,
+) -> None:
+    """Create each service's database, role and Redis DB; write env/<project>/<service>.env."""
+    with _errors():
+        report = _provision(_stack(env_file), service, dry_run=dry_run, manifest=manifest)
+        _report_table(report)
+
+
+@task(
+    help={
+        "service": "The service whose settings to print.",
+        "show-secrets": "Print passwords and URLs with credentials in clear.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def env(c: Context, service: str, show_secrets: bool = False, env_file: str | None = None) -> None:
+    """Print a service's settings (KEY=value); secrets are masked unless asked."""
+    from infra_lib.names import validate_service_name
+    from infra_lib.provision import read_service_env
+
+    with _errors():
+        project = _stack(env_file).project_name
+        settings = read_service_env(_env_dir(project), validate_service_name(service))
+        values = settings.values if show_secrets else settings.masked()
+        for key, value in values.items():
+            print(f"{key}={value}")

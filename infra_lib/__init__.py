@@ -15,6 +15,10 @@ __version__ = "0.1.0"
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "InfraError": "infra_lib.errors",
+    "CapacityExhausted": "infra_lib.errors",
+    "AllocationConflict": "infra_lib.errors",
+    "ProvisionError": "infra_lib.errors",
+    "ManifestError": "infra_lib.errors",
     "ConfigError": "infra_lib.errors",
     "EnvFileExists": "infra_lib.errors",
     "DockerUnavailable": "infra_lib.errors",
@@ -32,11 +36,15 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AllocationConflict",
+    "CapacityExhausted",
     "ConfigError",
     "DockerUnavailable",
     "EnvFileExists",
     "InfraError",
+    "ManifestError",
     "PortInUse",
+    "ProvisionError",
     "ServiceStatus",
     "ServiceUnavailable",
     "ServiceUnhealthy",
@@ -52,11 +60,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from infra_lib.errors import (
+        AllocationConflict,
+        CapacityExhausted,
         ConfigError,
         DockerUnavailable,
         EnvFileExists,
         InfraError,
+        ManifestError,
         PortInUse,
+        ProvisionError,
         ServiceUnavailable,
         ServiceUnhealthy,
         StackError,

@@ -6,12 +6,16 @@ print its message, which always says what happened and what to do next::
 
     InfraError
     ├── ConfigError            settings missing or invalid (.env, manifest, arguments)
-    │   └── EnvFileExists      `inv init` would overwrite an existing .env
+    │   ├── EnvFileExists      `inv init` would overwrite an existing .env
+    │   └── ManifestError      infra.toml is invalid (names file, service, field)
     ├── DockerUnavailable      no Docker engine or Compose plugin to talk to
     ├── PortInUse              a published port is taken before the stack starts
     ├── StackError             Compose failed to start, stop or inspect the stack
     │   └── ServiceUnhealthy   a service did not become healthy in time
-    └── ServiceUnavailable     a server does not answer its own protocol
+    ├── ServiceUnavailable     a server does not answer its own protocol
+    └── ProvisionError         a database, role, Redis DB or bucket cannot be provisioned
+        ├── AllocationConflict a Redis DB number is claimed by another service
+        └── CapacityExhausted  no free Redis DB number is left
 
 Driver errors (psycopg, redis, minio, botocore, livekit) are translated at the
 client edge with ``raise ... from exc``, so the original stays attached.
@@ -20,11 +24,15 @@ client edge with ``raise ... from exc``, so the original stays attached.
 from __future__ import annotations
 
 __all__ = [
+    "AllocationConflict",
+    "CapacityExhausted",
     "ConfigError",
     "DockerUnavailable",
     "EnvFileExists",
     "InfraError",
+    "ManifestError",
     "PortInUse",
+    "ProvisionError",
     "ServiceUnavailable",
     "ServiceUnhealthy",
     "StackError",
@@ -88,3 +96,19 @@ class ServiceUnavailable(InfraError):
     def __init__(self, message: str, *, service: str) -> None:
         super().__init__(message)
         self.service = service
+
+
+class ManifestError(ConfigError):
+    """The manifest is invalid; the message names the file, service and field."""
+
+
+class ProvisionError(InfraError):
+    """A database, role, Redis DB or bucket could not be provisioned."""
+
+
+class AllocationConflict(ProvisionError):
+    """A Redis DB number (or other unique resource) is already another service's."""
+
+
+class CapacityExhausted(ProvisionError):
+    """Every Redis DB number the server offers is allocated."""

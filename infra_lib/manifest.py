@@ -1,0 +1,261 @@
+"""The manifest (``infra.toml``): which services exist and what each needs.
+
+It is the single place a team edits to add a service. Loading validates it
+completely and reports the first problems with file, service and field, so
+nothing is provisioned from a manifest that is half wrong.
+
+Example::
+
+    [project]
+    name = "collab"
+
+    [services.board-service]
+    postgres = { database = "board_db", role = "board_user" }
+    redis = { db = 1, purpose = "cache, rate limiting" }
+    storage = { prefixes = ["boards/"] }
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from infra_lib.errors import ConfigError, ManifestError
+from infra_lib.names import validate_pg_identifier, validate_service_name
+
+__all__ = [
+    "LiveKitNeeds",
+    "Manifest",
+    "PostgresNeeds",
+    "RedisNeeds",
+    "ServiceManifest",
+    "StorageNeeds",
+    "load_manifest",
+    "parse_manifest",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PostgresNeeds(_Strict):
+    """A database owned by a login role of its own."""
+
+    database: str
+    role: str
+    #: Concurrent connections allowed for the role (-1: no limit).
+    connection_limit: Annotated[int, Field(ge=-1)] = -1
+    #: When the role's password stops working (None: never).
+    valid_until: datetime | None = None
+    encoding: str = "UTF8"
+    #: Collation and character classification; "C" exists on every server.
+    locale: str = "C"
+    template: str = "template0"
+
+    @field_validator("database", "role", "template")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        try:
+            return validate_pg_identifier(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class RedisNeeds(_Strict):
+    """A Redis DB number: fixed (``db = 3``) or allocated (``db = "auto"``)."""
+
+    db: int | Literal["auto"] = "auto"
+    purpose: str = ""
+    #: Create a Redis ACL user for the service with its own password.
+    acl: bool = False
+
+    @field_validator("db", mode="plain")
+    @classmethod
+    def _db(cls, value: object) -> int | Literal["auto"]:
+        if value == "auto":
+            return "auto"
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ValueError(f'must be a DB number >= 0 or "auto", not {value!r}')
+
+
+class StorageNeeds(_Strict):
+    """Key prefixes in the shared bucket that the service may use."""
+
+    prefixes: tuple[str, ...] = ()
+    #: Prefixes anonymous clients may read (e.g. public avatars). Private by default.
+    public_read: tuple[str, ...] = ()
+
+    @field_validator("prefixes", "public_read")
+    @classmethod
+    def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            segments = prefix.rstrip("/").split("/")
+            if (
+                not prefix.endswith("/")
+                or prefix.startswith("/")
+                or any(s in ("", ".", "..") for s in segments)
+            ):
+                raise ValueError(
+                    f"prefix {prefix!r} must look like 'name/' or 'a/b/': no leading '/', "
+                    "no empty, '.' or '..' segments, and a trailing '/'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _public_inside_own(self) -> StorageNeeds:
+        for public in self.public_read:
+            if not any(public.startswith(own) for own in self.prefixes):
+                raise ValueError(
+                    f"public_read prefix {public!r} is not inside the service's prefixes"
+                )
+        return self
+
+
+class LiveKitNeeds(_Strict):
+    """Access to LiveKit: room management and join tokens."""
+
+    rooms: bool = True
+
+
+class ServiceManifest(_Strict):
+    """What one service needs; absent sections mean "does not use it"."""
+
+    name: str
+    description: str = ""
+    postgres: PostgresNeeds | None = None
+    redis: RedisNeeds | None = None
+    storage: StorageNeeds | None = None
+    livekit: LiveKitNeeds | None = None
+
+
+class ProjectSection(_Strict):
+    """Project-wide settings."""
+
+    name: str = "infra"
+    #: The shared bucket; default "<project>-dev-files".
+    bucket: str | None = None
+
+    @property
+    def bucket_name(self) -> str:
+        """The shared bucket's name."""
+        return self.bucket or f"{self.name}-dev-files"
+
+
+class Manifest(_Strict):
+    """A validated manifest."""
+
+    path: Path | None = None
+    project: ProjectSection = ProjectSection()
+    services: tuple[ServiceManifest, ...] = ()
+
+    def service(self, name: str) -> ServiceManifest:
+        """The service called ``name``; ConfigError naming the known ones otherwise."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        known = ", ".join(s.name for s in self.services) or "(none)"
+        raise ConfigError(f"no service {name!r} in {self.path or 'the manifest'}; known: {known}")
+
+    def __iter__(self) -> Iterator[ServiceManifest]:  # type: ignore[override]
+        return iter(self.services)
+
+
+def _where(path: Path | str, loc: tuple[int | str, ...]) -> str:
+    if len(loc) >= 2 and loc[0] == "services":
+        field = ".".join(str(p) for p in loc[2:]) or "(the service table)"
+        return f"{path}: service {loc[1]!r}, field {field!r}"
+    return f"{path}: field {'.'.join(str(p) for p in loc)!r}"
+
+
+def parse_manifest(data: dict[str, Any], *, path: Path | str = "<manifest>") -> Manifest:
+    """Validate manifest data (as parsed from TOML) into a :class:`Manifest`."""
+    problems: list[str] = []
+    unknown = set(data) - {"project", "services"}
+    problems += [f"{path}: unknown top-level key {key!r}" for key in sorted(unknown)]
+    raw_services = data.get("services", {})
+    if not isinstance(raw_services, dict):
+        raise ManifestError(f"{path}: [services] must be a table of service tables")
+
+    try:
+        project = ProjectSection.model_validate(data.get("project", {}))
+    except ValidationError as exc:
+        problems += [f"{_where(path, ('project', *e['loc']))}: {e['msg']}" for e in exc.errors()]
+        project = ProjectSection()
+
+    services: list[ServiceManifest] = []
+    for name, body in raw_services.items():
+        try:
+            validate_service_name(name)
+        except ConfigError as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"{path}: service {name!r} must be a table")
+            continue
+        try:
+            services.append(ServiceManifest.model_validate({"name": name, **body}))
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append(f"{_where(path, ('services', name, *err['loc']))}: {err['msg']}")
+
+    problems += _cross_checks(services, path)
+    if problems:
+        raise ManifestError("invalid manifest:\n  " + "\n  ".join(problems))
+    return Manifest(
+        path=Path(path) if path != "<manifest>" else None, project=project, services=tuple(services)
+    )
+
+
+def _cross_checks(services: list[ServiceManifest], path: Path | str) -> list[str]:
+    problems: list[str] = []
+    seen: dict[tuple[str, str | int], str] = {}
+    for service in services:
+        claims: list[tuple[str, str | int, str]] = []
+        if service.postgres is not None:
+            claims.append(("database", service.postgres.database, "postgres.database"))
+            claims.append(("role", service.postgres.role, "postgres.role"))
+        if service.redis is not None and service.redis.db != "auto":
+            claims.append(("redis db", service.redis.db, "redis.db"))
+        for kind, value, field in claims:
+            holder = seen.setdefault((kind, value), service.name)
+            if holder != service.name:
+                problems.append(
+                    f"{path}: service {service.name!r}, field {field!r}: {kind} {value!r} "
+                    f"is already claimed by service {holder!r}"
+                )
+    prefixes: dict[str, str] = {}
+    for service in services:
+        for prefix in service.storage.prefixes if service.storage else ():
+            for other, holder in prefixes.items():
+                if holder != service.name and (
+                    prefix.startswith(other) or other.startswith(prefix)
+                ):
+                    problems.append(
+                        f"{path}: service {service.name!r}, field 'storage.prefixes': {prefix!r} "
+                        f"overlaps {other!r} of service {holder!r}"
+                    )
+            prefixes[prefix] = service.name
+    return problems
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate the manifest at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{path} does not exist; it declares the services to provision (see infra.toml "
+            "in the repository for the reference team)"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_manifest(data, path=path)

@@ -1,0 +1,521 @@
+"""Create PostgreSQL roles and databases, least privilege, idempotently.
+
+The provisioner reads the catalog in a handful of queries, diffs it against
+the wanted :class:`RoleSpec` and :class:`DatabaseSpec` objects, and produces a
+:class:`PostgresPlan` of statements. Applying an empty plan issues no
+statement at all, which is what makes a second run cheap and honest.
+
+Least privilege, per service:
+
+* the role can log in and nothing more (no superuser, createdb, createrole,
+  replication or bypassrls);
+* it owns its database, so on PostgreSQL 15+ it may create objects in the
+  ``public`` schema (owned by ``pg_database_owner``) while nobody else may;
+* ``CONNECT`` and ``TEMPORARY`` on the database are revoked from ``PUBLIC``,
+  so no other service's role can connect to it.
+
+Identifiers are validated first and always composed with
+:class:`psycopg.sql.Identifier`. Passwords are turned into SCRAM verifiers on
+the client (libpq's ``PQencryptPasswordConn``), so the plain password is
+never sent in SQL, logged, or put in an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from infra_lib.errors import ConfigError, ProvisionError, ServiceUnavailable
+from infra_lib.names import validate_pg_identifier
+from infra_lib.postgres.config import PostgresConfig
+from infra_lib.postgres.scram import scram_matches
+
+__all__ = [
+    "DatabaseSpec",
+    "ManagedObject",
+    "ObjectPlan",
+    "PostgresPlan",
+    "PostgresProvisioner",
+    "RoleSpec",
+    "Step",
+]
+
+logger = logging.getLogger(__name__)
+
+Change = Literal["create", "change", "unchanged"]
+
+#: Marks roles and databases this library manages (read back by ``list_managed``).
+COMMENT_PREFIX = "infra-lib service: "
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSpec:
+    """A login role a service connects as."""
+
+    name: str
+    password: str = field(repr=False)
+    service: str = ""
+    connection_limit: int = -1
+    valid_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        validate_pg_identifier(self.name, what="role name")
+        if not self.password:
+            raise ConfigError(f"role {self.name!r} needs a non-empty password")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSpec:
+    """A database owned by one service role."""
+
+    name: str
+    owner: str
+    service: str = ""
+    encoding: str = "UTF8"
+    locale: str = "C"
+    template: str = "template0"
+    connection_limit: int = -1
+
+    def __post_init__(self) -> None:
+        validate_pg_identifier(self.name, what="database name")
+        validate_pg_identifier(self.owner, what="database owner")
+        validate_pg_identifier(self.template, what="template")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a plan, with a description that holds no secret."""
+
+    description: str
+    statement: sql.Composed = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPlan:
+    """What happens to one role or database."""
+
+    kind: Literal["role", "database"]
+    name: str
+    change: Change
+    steps: tuple[Step, ...] = ()
+    service: str = ""
+
+    @property
+    def summary(self) -> str:
+        """The steps' descriptions joined, or "unchanged"."""
+        return "; ".join(s.description for s in self.steps) or "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresPlan:
+    """The diff between the wanted objects and the server's catalog."""
+
+    objects: tuple[ObjectPlan, ...]
+    applied: bool = False
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """Every statement, in the order they must run."""
+        return tuple(step for obj in self.objects for step in obj.steps)
+
+    @property
+    def changed(self) -> bool:
+        """Whether applying the plan would change anything."""
+        return any(obj.change != "unchanged" for obj in self.objects)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ManagedObject:
+    """A role or database carrying this library's comment."""
+
+    kind: Literal["role", "database"]
+    name: str
+    service: str
+
+
+_ROLE_ATTRIBUTES = {
+    # catalog column -> (wanted value, keyword when wrong)
+    "rolcanlogin": (True, "LOGIN"),
+    "rolsuper": (False, "NOSUPERUSER"),
+    "rolcreatedb": (False, "NOCREATEDB"),
+    "rolcreaterole": (False, "NOCREATEROLE"),
+    "rolreplication": (False, "NOREPLICATION"),
+    "rolbypassrls": (False, "NOBYPASSRLS"),
+}
+
+
+class PostgresProvisioner:
+    """Plans and applies roles and databases on one server.
+
+    ``config`` is an admin connection: a superuser on the compose stack, or a
+    role with CREATEROLE and CREATEDB on a managed server (where the stored
+    password verifiers are unreadable, passwords are then checked by logging
+    in as the role).
+    """
+
+    def __init__(self, config: PostgresConfig) -> None:
+        self.config = config
+
+    # -- connections -------------------------------------------------------
+
+    @contextmanager
+    def connect(self, dbname: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """An autocommit admin connection; ServiceUnavailable when it fails."""
+        kwargs = self.config.connect_kwargs(autocommit=True)
+        if dbname is not None:
+            kwargs["dbname"] = dbname
+        try:
+            conn = psycopg.connect(**kwargs)
+        except psycopg.OperationalError as exc:
+            raise ServiceUnavailable(
+                f"cannot connect to PostgreSQL at {self.config.host}:{self.config.port} as "
+                f"{self.config.user!r}: {str(exc).strip()}. Check the admin password "
+                "(POSTGRES_PASSWORD) and that the server runs (`inv status`).",
+                service="postgres",
+            ) from exc
+        with conn:
+            yield conn
+
+    # -- planning ----------------------------------------------------------
+
+    def plan(self, roles: Sequence[RoleSpec], databases: Sequence[DatabaseSpec]) -> PostgresPlan:
+        """Diff ``roles`` and ``databases`` against the catalog; change nothing."""
+        _unique("role", [r.name for r in roles])
+        _unique("database", [d.name for d in databases])
+        with self.connect() as conn:
+            role_rows, verifiers_readable = _read_roles(conn, [r.name for r in roles])
+            db_rows = _read_databases(conn, [d.name for d in databases])
+            objects: list[ObjectPlan] = []
+            for role in roles:
+                row = role_rows.get(role.name)
+                objects.append(self._plan_role(conn, role, row, verifiers_readable))
+            for database in databases:
+                objects.append(self._plan_database(database, db_rows.get(database.name)))
+        return PostgresPlan(tuple(objects))
+
+    def apply(self, plan: PostgresPlan) -> PostgresPlan:
+        """Run the statements of ``plan`` in order; no statement when unchanged."""
+        if not plan.changed:
+            return PostgresPlan(plan.objects, applied=True)
+        with self.connect() as conn:
+            for obj in plan.objects:
+                for step in obj.steps:
+                    logger.info("postgres: %s", step.description)
+                    try:
+                        conn.execute(step.statement)
+                    except psycopg.Error as exc:
+                        raise ProvisionError(
+                            f"PostgreSQL refused to {step.description}: "
+                            f"{exc.diag.message_primary or exc}"
+                        ) from exc
+        return PostgresPlan(plan.objects, applied=True)
+
+    def ensure(
+        self,
+        roles: Sequence[RoleSpec],
+        databases: Sequence[DatabaseSpec],
+        *,
+        dry_run: bool = False,
+    ) -> PostgresPlan:
+        """Plan, and apply unless ``dry_run``."""
+        plan = self.plan(roles, databases)
+        return plan if dry_run else self.apply(plan)
+
+    def _plan_role(
+        self,
+        conn: psycopg.Connection[Any],
+        role: RoleSpec,
+        row: dict[str, Any] | None,
+        verifiers_readable: bool,
+    ) -> ObjectPlan:
+        ident = sql.Identifier(role.name)
+        verifier = _encrypt(conn, role)
+        valid_until = sql.Literal(role.valid_until.isoformat() if role.valid_until else "infinity")
+        comment = sql.SQL("COMMENT ON ROLE {} IS {}").format(
+            ident, sql.Literal(COMMENT_PREFIX + role.service)
+        )
+        if row is None:
+            create = sql.SQL(
+                "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                "NOBYPASSRLS INHERIT CONNECTION LIMIT {} PASSWORD {} VALID UNTIL {}"
+            ).format(ident, sql.Literal(role.connection_limit), sql.Literal(verifier), valid_until)
+            limit = (
+                "" if role.connection_limit < 0 else f", connection limit {role.connection_limit}"
+            )
+            return ObjectPlan(
+                "role",
+                role.name,
+                "create",
+                (
+                    Step(f"create role {role.name} (login only{limit})", create),
+                    Step(f"mark role {role.name} as managed", comment),
+                ),
+                role.service,
+            )
+
+        steps: list[Step] = []
+        wrong = [kw for col, (want, kw) in _ROLE_ATTRIBUTES.items() if row[col] != want]
+        if wrong:
+            steps.append(
+                Step(
+                    f"set {' '.join(wrong)} on role {role.name}",
+                    sql.SQL("ALTER ROLE {} WITH {}").format(ident, sql.SQL(" ".join(wrong))),
+                )
+            )
+        if row["rolconnlimit"] != role.connection_limit:
+            steps.append(
+                Step(
+                    f"set connection limit {role.connection_limit} on role {role.name} "
+                    f"(was {row['rolconnlimit']})",
+                    sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(
+                        ident, sql.Literal(role.connection_limit)
+                    ),
+                )
+            )
+        if _normalise_time(row["rolvaliduntil"]) != _normalise_time(role.valid_until):
+            steps.append(
+                Step(
+                    f"set valid until {role.valid_until or 'infinity'} on role {role.name}",
+                    sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(ident, valid_until),
+                )
+            )
+        if verifiers_readable:
+            same_password = scram_matches(row["rolpassword"], role.password)
+        else:
+            same_password = self._can_login(role)
+        if not same_password:
+            steps.append(
+                Step(
+                    f"set a new password on role {role.name}",
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, sql.Literal(verifier)),
+                )
+            )
+        if row["comment"] != COMMENT_PREFIX + role.service:
+            steps.append(Step(f"mark role {role.name} as managed", comment))
+        return ObjectPlan(
+            "role", role.name, "change" if steps else "unchanged", tuple(steps), role.service
+        )
+
+    def _plan_database(self, db: DatabaseSpec, row: dict[str, Any] | None) -> ObjectPlan:
+        ident = sql.Identifier(db.name)
+        owner = sql.Identifier(db.owner)
+        comment = sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            ident, sql.Literal(COMMENT_PREFIX + db.service)
+        )
+        revoke = Step(
+            f"revoke CONNECT and TEMPORARY on {db.name} from PUBLIC",
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
+        )
+        if row is None:
+            create = sql.SQL(
+                "CREATE DATABASE {} WITH OWNER {} TEMPLATE {} ENCODING {} LOCALE {} "
+                "CONNECTION LIMIT {}"
+            ).format(
+                ident,
+                owner,
+                sql.Identifier(db.template),
+                sql.Literal(db.encoding),
+                sql.Literal(db.locale),
+                sql.Literal(db.connection_limit),
+            )
+            return ObjectPlan(
+                "database",
+                db.name,
+                "create",
+                (
+                    Step(
+                        f"create database {db.name} owned by {db.owner} "
+                        f"({db.encoding}, locale {db.locale})",
+                        create,
+                    ),
+                    revoke,
+                    Step(f"mark database {db.name} as managed", comment),
+                ),
+                db.service,
+            )
+
+        if row["encoding"].upper() != db.encoding.upper():
+            raise ProvisionError(
+                f"database {db.name} exists with encoding {row['encoding']}, the manifest asks "
+                f"for {db.encoding}; PostgreSQL cannot change a database's encoding. Dump and "
+                "recreate it, or change the manifest to match."
+            )
+        steps: list[Step] = []
+        if row["owner"] != db.owner:
+            steps.append(
+                Step(
+                    f"give database {db.name} to {db.owner} (was {row['owner']})",
+                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(ident, owner),
+                )
+            )
+        if row["connlimit"] != db.connection_limit:
+            steps.append(
+                Step(
+                    f"set connection limit {db.connection_limit} on database {db.name}",
+                    sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(
+                        ident, sql.Literal(db.connection_limit)
+                    ),
+                )
+            )
+        if row["public_connect"] or row["public_temp"]:
+            steps.append(revoke)
+        if row["comment"] != COMMENT_PREFIX + db.service:
+            steps.append(Step(f"mark database {db.name} as managed", comment))
+        return ObjectPlan(
+            "database", db.name, "change" if steps else "unchanged", tuple(steps), db.service
+        )
+
+    def _can_login(self, role: RoleSpec) -> bool:
+        try:
+            with psycopg.connect(
+                **self.config.with_login(role.name, role.password).connect_kwargs()
+            ):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    # -- single operations -------------------------------------------------
+
+    def rotate_password(self, role: str, new_password: str) -> None:
+        """Give ``role`` a new password (sent as a SCRAM verifier)."""
+        validate_pg_identifier(role, what="role name")
+        spec = RoleSpec(role, new_password)
+        with self.connect() as conn:
+            if not _read_roles(conn, [role])[0]:
+                raise ProvisionError(f"role {role} does not exist; provision it first")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(_encrypt(conn, spec))
+                )
+            )
+        logger.info("postgres: rotated the password of role %s", role)
+
+    def grant_connect(self, role: str, database: str) -> None:
+        """Let ``role`` connect to ``database`` (e.g. a read-only reporting role)."""
+        validate_pg_identifier(role, what="role name")
+        validate_pg_identifier(database, what="database name")
+        with self.connect() as conn:
+            conn.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(database), sql.Identifier(role)
+                )
+            )
+
+    def drop_database(self, name: str, *, force: bool = False) -> bool:
+        """Drop ``name``, terminating its connections first. Needs ``force=True``.
+
+        Returns False when the database did not exist.
+        """
+        validate_pg_identifier(name, what="database name")
+        if not force:
+            raise ProvisionError(
+                f"refusing to drop database {name} without force: its data would be lost. "
+                "Back it up first, then pass force=True (or --force)."
+            )
+        with self.connect() as conn:
+            if not _read_databases(conn, [name]):
+                return False
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        logger.info("postgres: dropped database %s", name)
+        return True
+
+    def drop_role(self, name: str) -> bool:
+        """Drop a role that owns nothing any more; False when it did not exist."""
+        validate_pg_identifier(name, what="role name")
+        with self.connect() as conn:
+            if not _read_roles(conn, [name])[0]:
+                return False
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        return True
+
+    def list_managed(self) -> list[ManagedObject]:
+        """Roles and databases that carry this library's comment."""
+        query = """
+            SELECT 'role', rolname, shobj_description(oid, 'pg_authid') FROM pg_roles
+            UNION ALL
+            SELECT 'database', datname, shobj_description(oid, 'pg_database') FROM pg_database
+        """
+        with self.connect() as conn:
+            rows = conn.execute(query).fetchall()
+        return sorted(
+            ManagedObject(kind, name, comment.removeprefix(COMMENT_PREFIX))
+            for kind, name, comment in rows
+            if comment and comment.startswith(COMMENT_PREFIX)
+        )
+
+
+def _unique(kind: str, names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{kind} {name!r} is listed twice")
+        seen.add(name)
+
+
+def _encrypt(conn: psycopg.Connection[Any], role: RoleSpec) -> str:
+    verifier = conn.pgconn.encrypt_password(
+        role.password.encode(), role.name.encode(), b"scram-sha-256"
+    )
+    return verifier.decode("ascii")
+
+
+def _normalise_time(value: datetime | None) -> datetime | None:
+    # NULL and 'infinity' both mean "never expires".
+    if value is None or value.year >= 9999:
+        return None
+    return value
+
+
+def _read_roles(
+    conn: psycopg.Connection[Any], names: Sequence[str]
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Role rows by name, and whether password verifiers were readable."""
+    # psycopg cannot load 'infinity' timestamps; NULL means the same here.
+    base = sql.SQL(
+        "SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, "
+        "rolbypassrls, rolconnlimit, NULLIF(rolvaliduntil, 'infinity') AS rolvaliduntil, "
+        "{verifier} AS rolpassword, shobj_description(oid, 'pg_authid') AS comment "
+        "FROM {table} WHERE rolname = ANY(%s)"
+    )
+    readable = True
+    cur = conn.cursor(row_factory=dict_row)
+    try:
+        with conn.transaction():
+            rows = cur.execute(
+                base.format(
+                    verifier=sql.Identifier("rolpassword"), table=sql.Identifier("pg_authid")
+                ),
+                [list(names)],
+            ).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        # Managed servers hide pg_authid; pg_roles shows '********' instead.
+        readable = False
+        rows = cur.execute(
+            base.format(verifier=sql.NULL, table=sql.Identifier("pg_roles")), [list(names)]
+        ).fetchall()
+    return {row["rolname"]: row for row in rows}, readable
+
+
+def _read_databases(
+    conn: psycopg.Connection[Any], names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row).execute(
+        """
+        SELECT datname, pg_get_userbyid(datdba) AS owner,
+               pg_encoding_to_char(encoding) AS encoding, datconnlimit AS connlimit,
+               has_database_privilege('public', oid, 'CONNECT') AS public_connect,
+               has_database_privilege('public', oid, 'TEMPORARY') AS public_temp,
+               shobj_description(oid, 'pg_database') AS comment
+        FROM pg_database WHERE datname = ANY(%s)
+        """,
+        [list(names)],
+    )
+    return {row["datname"]: row for row in cur.fetchall()}

@@ -1,0 +1,68 @@
+"""Redis: connection config, one DB number per service, per-service ACL users.
+
+- :class:`RedisConfig` (``config.py``): host, credentials, TLS; builds URLs and clients.
+- :class:`RedisDbAllocator` (``allocator.py``): atomic, stable DB numbers per service.
+- :func:`ensure_acl_user` (``acl.py``): an idempotent ACL user per service.
+
+Names are loaded on first use: ``from infra_lib.redis import RedisConfig``
+does not import redis-py, so a service that only needs a URL does not pay
+for the driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "RedisConfig": "infra_lib.redis.config",
+    "Allocation": "infra_lib.redis.allocator",
+    "DEFAULT_REGISTRY_KEY": "infra_lib.redis.allocator",
+    "RedisDbAllocator": "infra_lib.redis.allocator",
+    "validate_service_name": "infra_lib.names",
+    "DEFAULT_SERVICE_COMMANDS": "infra_lib.redis.acl",
+    "Change": "infra_lib.redis.acl",
+    "delete_acl_user": "infra_lib.redis.acl",
+    "ensure_acl_user": "infra_lib.redis.acl",
+}
+
+__all__ = [
+    "DEFAULT_REGISTRY_KEY",
+    "DEFAULT_SERVICE_COMMANDS",
+    "Allocation",
+    "Change",
+    "RedisConfig",
+    "RedisDbAllocator",
+    "delete_acl_user",
+    "ensure_acl_user",
+    "validate_service_name",
+]
+
+if TYPE_CHECKING:
+    from infra_lib.redis.acl import (
+        DEFAULT_SERVICE_COMMANDS,
+        Change,
+        delete_acl_user,
+        ensure_acl_user,
+    )
+    from infra_lib.redis.allocator import (
+        DEFAULT_REGISTRY_KEY,
+        Allocation,
+        RedisDbAllocator,
+        validate_service_name,
+    )
+    from infra_lib.redis.config import RedisConfig
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'infra_lib.redis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,140 @@
+"""Manifest validation: precise errors naming file, service and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infra_lib.errors import ConfigError, ManifestError
+from infra_lib.manifest import load_manifest, parse_manifest
+from infra_lib.names import validate_pg_identifier, validate_service_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_reference_manifest_is_the_reference_team() -> None:
+    manifest = load_manifest(ROOT / "infra.toml")
+    assert [s.name for s in manifest] == [
+        "user-service",
+        "auth-service",
+        "board-service",
+        "chat-service",
+        "noti-service",
+        "storage-service",
+        "video-service",
+    ]
+    board = manifest.service("board-service")
+    assert board.postgres is not None and board.postgres.database == "board_db"
+    assert board.redis is not None and board.redis.db == 1
+    assert manifest.service("auth-service").postgres is None
+    assert manifest.project.bucket_name == "collab-dev-files"
+
+
+def _error(data: dict[str, object]) -> str:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(data, path="infra.toml")
+    return str(info.value)
+
+
+def test_unknown_key_names_service_and_field() -> None:
+    message = _error({"services": {"a": {"postgres": {"database": "a", "role": "a", "x": 1}}}})
+    assert "infra.toml: service 'a', field 'postgres.x'" in message
+
+
+def test_unknown_top_level_key() -> None:
+    assert "unknown top-level key 'servces'" in _error({"servces": {}})
+
+
+def test_invalid_identifier_is_rejected_with_reason() -> None:
+    message = _error({"services": {"a": {"postgres": {"database": "A-db", "role": "a"}}}})
+    assert "field 'postgres.database'" in message
+    assert "lowercase" in message
+
+
+def test_redis_db_claimed_twice() -> None:
+    message = _error({"services": {"a": {"redis": {"db": 1}}, "b": {"redis": {"db": 1}}}})
+    assert "service 'b', field 'redis.db'" in message
+    assert "already claimed by service 'a'" in message
+
+
+def test_redis_db_out_of_range() -> None:
+    assert "field 'redis.db'" in _error({"services": {"a": {"redis": {"db": -1}}}})
+
+
+def test_duplicate_database_and_role() -> None:
+    pg = {"database": "same", "role": "same_user"}
+    message = _error({"services": {"a": {"postgres": pg}, "b": {"postgres": pg}}})
+    assert "database 'same' is already claimed" in message
+    assert "role 'same_user' is already claimed" in message
+
+
+def test_duplicate_service_in_toml_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "infra.toml"
+    path.write_text("[services.a]\n[services.a]\n")
+    with pytest.raises(ManifestError, match="not valid TOML"):
+        load_manifest(path)
+
+
+def test_bad_service_name() -> None:
+    assert "invalid service name 'Bad Name'" in _error({"services": {"Bad Name": {}}})
+
+
+def test_storage_prefix_rules() -> None:
+    assert "no leading '/'" in _error({"services": {"a": {"storage": {"prefixes": ["../x/"]}}}})
+    overlap = {"a": {"storage": {"prefixes": ["x/"]}}, "b": {"storage": {"prefixes": ["x/y/"]}}}
+    assert "overlaps 'x/'" in _error({"services": overlap})
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="does not exist"):
+        load_manifest(tmp_path / "infra.toml")
+
+
+def test_unknown_service_lookup() -> None:
+    manifest = parse_manifest({"services": {"a": {}}})
+    with pytest.raises(ConfigError, match="known: a"):
+        manifest.service("b")
+
+
+HOSTILE = [
+    'x"; DROP DATABASE postgres; --',
+    "a'b",
+    "semi;colon",
+    "ünïcode",
+    "with space",
+    "UPPER",
+    "1starts_with_digit",
+    "pg_reserved",
+    "a" * 64,
+    "",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_identifiers_are_rejected(name: str) -> None:
+    with pytest.raises(ConfigError):
+        validate_pg_identifier(name)
+
+
+@given(st.text(max_size=80))
+def test_any_accepted_identifier_is_plain(name: str) -> None:
+    try:
+        validate_pg_identifier(name)
+    except ConfigError:
+        return
+    assert len(name.encode()) <= 63
+    assert name.isascii() and name == name.lower()
+    assert all(ch.isalnum() or ch == "_" for ch in name)
+    assert not name[0].isdigit()
+
+
+@given(st.text(max_size=80))
+def test_any_accepted_service_name_is_plain(name: str) -> None:
+    try:
+        validate_service_name(name)
+    except ConfigError:
+        return
+    assert name.isascii() and all(ch.isalnum() or ch in "-_" for ch in name)
