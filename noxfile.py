@@ -6,6 +6,8 @@ to the real servers and fail, rather than skip, when one is missing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -57,3 +59,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the library, the tasks and this file."""
     _install(session)
     session.run("mypy", "--strict", *TYPED)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the running stack; each prints ratios to its own baseline."""
+    _install(session)
+    scripts = sorted(str(p) for p in Path("benchmarks").glob("bench_*.py"))
+    if session.posargs:
+        scripts = [s for s in scripts if any(arg in s for arg in session.posargs)]
+    for script in scripts:
+        session.run("python", script)

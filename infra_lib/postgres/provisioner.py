@@ -237,7 +237,6 @@ class PostgresProvisioner:
         verifiers_readable: bool,
     ) -> ObjectPlan:
         ident = sql.Identifier(role.name)
-        verifier = _encrypt(conn, role)
         valid_until = sql.Literal(role.valid_until.isoformat() if role.valid_until else "infinity")
         comment = sql.SQL("COMMENT ON ROLE {} IS {}").format(
             ident, sql.Literal(COMMENT_PREFIX + role.service)
@@ -246,7 +245,12 @@ class PostgresProvisioner:
             create = sql.SQL(
                 "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
                 "NOBYPASSRLS INHERIT CONNECTION LIMIT {} PASSWORD {} VALID UNTIL {}"
-            ).format(ident, sql.Literal(role.connection_limit), sql.Literal(verifier), valid_until)
+            ).format(
+                ident,
+                sql.Literal(role.connection_limit),
+                sql.Literal(_encrypt(conn, role)),
+                valid_until,
+            )
             limit = (
                 "" if role.connection_limit < 0 else f", connection limit {role.connection_limit}"
             )
@@ -295,7 +299,9 @@ class PostgresProvisioner:
             steps.append(
                 Step(
                     f"set a new password on role {role.name}",
-                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, sql.Literal(verifier)),
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        ident, sql.Literal(_encrypt(conn, role))
+                    ),
                 )
             )
         if row["comment"] != COMMENT_PREFIX + role.service:
