@@ -10,7 +10,8 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+# tests last: its summary is the run's closing line.
+nox.options.sessions = ["lint", "typecheck", "smoke", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -59,6 +60,13 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the library, the tasks and this file."""
     _install(session)
     session.run("mypy", "--strict", *TYPED)
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    """End-to-end checks of the running stack (or --env staging) with JUnit XML."""
+    _install(session)
+    session.run("inv", "smoke", "--junit", "reports/junit-smoke.xml", *session.posargs)
 
 
 @nox.session

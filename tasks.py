@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from infra_lib.provision import ProvisionReport
+    from infra_lib.smoke.runner import SmokeReport
     from infra_lib.stack.compose import ServiceStatus, Stack
 
 ROOT = Path(__file__).resolve().parent
@@ -335,3 +336,76 @@ def env(c: Context, service: str, show_secrets: bool = False, env_file: str | No
         values = settings.values if show_secrets else settings.masked()
         for key, value in values.items():
             print(f"{key}={value}")
+
+
+@task(
+    iterable=["skip", "service"],
+    help={
+        "env": "Environment name: reads .env.<NAME> instead of .env (e.g. --env staging).",
+        "env-file": "Read this env file instead (overrides --env).",
+        "skip": "Leave out a component that is not deployed (repeatable); adds to "
+        "INFRA_SMOKE_SKIP from the env file.",
+        "service": "Check only this service (repeatable).",
+        "junit": "Write JUnit XML here (default: reports/junit-smoke.xml).",
+        "manifest": "Manifest file (default: infra.toml).",
+    },
+)
+def smoke(
+    c: Context,
+    env: str | None = None,
+    env_file: str | None = None,
+    skip: list[str] | None = None,
+    service: list[str] | None = None,
+    junit: str = "reports/junit-smoke.xml",
+    manifest: str | None = None,
+) -> None:
+    """Check every service end to end with its own credentials; exit 1 naming failures."""
+    from infra_lib.manifest import load_manifest
+    from infra_lib.smoke.checks import SmokeTarget, build_checks
+    from infra_lib.smoke.runner import COMPONENTS, run_checks
+
+    with _errors():
+        if env_file is None and env is not None:
+            env_file = str(ROOT / f".env.{env}")
+        stack = _stack(env_file)
+        skipped = {x.strip() for x in stack.settings.infra_smoke_skip.split(",") if x.strip()}
+        skipped |= set(skip or ())
+        unknown = skipped - set(COMPONENTS)
+        if unknown:
+            raise Exit(
+                f"unknown component(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(COMPONENTS)}",
+                code=2,
+            )
+        target = SmokeTarget(
+            stack.settings,
+            load_manifest(Path(manifest).resolve() if manifest else MANIFEST),
+            _env_dir(stack.project_name),
+        )
+        components = [x for x in COMPONENTS if x not in skipped]
+        report = run_checks(
+            build_checks(target, components=components, services=service or None),
+            skipped=sorted(skipped),
+        )
+        report.write_junit(ROOT / junit)
+        _smoke_table(report)
+        if not report.ok:
+            lines = [f"  {r.name} [{r.service}]: {r.cause}" for r in report.failures]
+            raise Exit("smoke checks failed:\n" + "\n".join(lines), code=1)
+
+
+def _smoke_table(report: SmokeReport) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"smoke ({report.seconds:.2f} s)")
+    for column in ("check", "service", "result", "time", "detail"):
+        table.add_column(column)
+    for r in report.results:
+        result = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
+        table.add_row(r.name, r.service, result, f"{r.seconds * 1000:.0f} ms", r.detail or r.cause)
+    _console().print(table)
+    if report.skipped_components:
+        print(f"skipped (not deployed): {', '.join(report.skipped_components)}")
+    passed = sum(r.ok for r in report.results)
+    print(f"smoke took {report.seconds:.2f}s")
+    print(f"smoke: {passed} passed, {len(report.failures)} failed")

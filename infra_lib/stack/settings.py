@@ -70,6 +70,10 @@ class StackSettings(BaseSettings):
     turn_secret: SecretStr | None = None
     turn_realm: str = "infra.local"
 
+    #: Components the smoke suite leaves out because they are not deployed
+    #: here (comma-separated: postgres, redis, storage, livekit, coturn).
+    infra_smoke_skip: str = ""
+
     @field_validator("compose_project_name")
     @classmethod
     def _project_name(cls, value: str) -> str:

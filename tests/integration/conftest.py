@@ -8,6 +8,7 @@ a failure, never a skip.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,3 +95,4 @@ def throwaway_env(tmp_path: Path) -> Iterator[Path]:
     yield env_file
     settings = load_stack_settings(env_file, environ=isolated_environ())
     Stack(settings, StackPaths.for_root(ROOT, env_file)).down(volumes=True)
+    shutil.rmtree(ROOT / "env" / name, ignore_errors=True)
