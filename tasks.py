@@ -162,9 +162,14 @@ def up(
                 checks[result.service] = f"{result.detail} ({result.seconds * 1000:.0f} ms)"
         _status_table(f"stack {stack.project_name!r}", statuses, checks if wait else None)
         started = set(names)
-        if provision and wait and {"postgres", "redis"} & started:
+        if provision and wait and {"postgres", "redis", "minio"} & started:
             report = _provision(
-                stack, None, dry_run=False, postgres="postgres" in started, redis="redis" in started
+                stack,
+                None,
+                dry_run=False,
+                postgres="postgres" in started,
+                redis="redis" in started,
+                storage="minio" in started,
             )
             _report_table(report)
 
@@ -260,17 +265,20 @@ def _provision(
     manifest: str | None = None,
     postgres: bool = True,
     redis: bool = True,
+    storage: bool = True,
 ) -> ProvisionReport:
     from infra_lib.manifest import load_manifest
     from infra_lib.postgres.config import PostgresConfig
     from infra_lib.provision import provision as run_provision
     from infra_lib.redis.config import RedisConfig
+    from infra_lib.storage.config import S3Config
 
     return run_provision(
         load_manifest(Path(manifest).resolve() if manifest else MANIFEST),
         env_dir=_env_dir(stack.project_name),
         postgres=PostgresConfig.from_stack(stack.settings) if postgres else None,
         redis=RedisConfig.from_stack(stack.settings) if redis else None,
+        storage=S3Config.from_stack(stack.settings) if storage else None,
         services=services,
         dry_run=dry_run,
     )
@@ -312,7 +320,7 @@ def provision(
     manifest: str | None = None,
     env_file: str | None = None,
 ) -> None:
-    """Create each service's database, role and Redis DB; write env/<project>/<service>.env."""
+    """Create each service's database, role, Redis DB and storage user; write its env file."""
     with _errors():
         report = _provision(_stack(env_file), service, dry_run=dry_run, manifest=manifest)
         _report_table(report)

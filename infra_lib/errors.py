@@ -7,15 +7,21 @@ print its message, which always says what happened and what to do next::
     InfraError
     ├── ConfigError            settings missing or invalid (.env, manifest, arguments)
     │   ├── EnvFileExists      `inv init` would overwrite an existing .env
-    │   └── ManifestError      infra.toml is invalid (names file, service, field)
+    │   ├── ManifestError      infra.toml is invalid (names file, service, field)
+    │   └── InvalidObjectKey   an object key or key segment breaks the layout rules
     ├── DockerUnavailable      no Docker engine or Compose plugin to talk to
     ├── PortInUse              a published port is taken before the stack starts
     ├── StackError             Compose failed to start, stop or inspect the stack
     │   └── ServiceUnhealthy   a service did not become healthy in time
     ├── ServiceUnavailable     a server does not answer its own protocol
-    └── ProvisionError         a database, role, Redis DB or bucket cannot be provisioned
-        ├── AllocationConflict a Redis DB number is claimed by another service
-        └── CapacityExhausted  no free Redis DB number is left
+    ├── ProvisionError         a database, role, Redis DB or bucket cannot be provisioned
+    │   ├── AllocationConflict a Redis DB number is claimed by another service
+    │   └── CapacityExhausted  no free Redis DB number is left
+    ├── LiveKitError           LiveKit refused an API call (bad argument, missing room, ...)
+    ├── WebhookRejected        a webhook's signature, key, expiry or body hash does not check out
+    ├── BackupError            a backup or restore failed (dump, copy, count check)
+    │   └── BackupCorrupt      an archive does not match its manifest (missing file, checksum)
+    └── RestoreRefused         a restore would overwrite data; nothing was changed
 
 Driver errors (psycopg, redis, minio, botocore, livekit) are translated at the
 client edge with ``raise ... from exc``, so the original stays attached.
@@ -25,17 +31,23 @@ from __future__ import annotations
 
 __all__ = [
     "AllocationConflict",
+    "BackupCorrupt",
+    "BackupError",
     "CapacityExhausted",
     "ConfigError",
     "DockerUnavailable",
     "EnvFileExists",
     "InfraError",
+    "InvalidObjectKey",
+    "LiveKitError",
     "ManifestError",
     "PortInUse",
     "ProvisionError",
+    "RestoreRefused",
     "ServiceUnavailable",
     "ServiceUnhealthy",
     "StackError",
+    "WebhookRejected",
 ]
 
 
@@ -112,3 +124,69 @@ class AllocationConflict(ProvisionError):
 
 class CapacityExhausted(ProvisionError):
     """Every Redis DB number the server offers is allocated."""
+
+
+class LiveKitError(InfraError):
+    """LiveKit's server API refused a call for a reason other than credentials.
+
+    ``code`` is the server's Twirp error code (``"not_found"``,
+    ``"invalid_argument"``, ...) so callers can branch on it without parsing
+    the message; ``status`` is the HTTP status it came with.
+    """
+
+    def __init__(self, message: str, *, code: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class WebhookRejected(InfraError):
+    """A webhook request is not provably from our LiveKit server; do not act on it.
+
+    The message says which check failed (missing header, signature, key,
+    expiry, body hash, body format); an HTTP endpoint should answer 401.
+    """
+
+
+class InvalidObjectKey(ConfigError):
+    """An object key, or one segment of it, is unsafe or outside the allowed prefixes.
+
+    ``key`` is the key (or segment) that was refused, so a web handler can
+    answer 400 naming it.
+    """
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class BackupError(InfraError):
+    """A backup, restore or restore drill failed.
+
+    The message names the target and dataset (database, Redis DB, bucket) and
+    carries the tail of the failing program's error output. A failed backup
+    leaves no archive behind; a failed restore leaves the original data as it
+    was.
+    """
+
+
+class BackupCorrupt(BackupError):
+    """An archive does not match its manifest: a file is missing, extra, or altered.
+
+    ``path`` is the archive directory; the message names the file with the
+    expected and actual size or checksum. Nothing was restored from it.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RestoreRefused(InfraError):
+    """A restore would overwrite existing data; nothing was changed.
+
+    Restore into a new name instead (``--into``), or pass ``--force`` to
+    replace the data.
+    """
+
+    exit_code = 3

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from infra_lib.postgres.provisioner import PostgresPlan
     from infra_lib.redis.allocator import RedisDbAllocator
     from infra_lib.redis.config import RedisConfig
+    from infra_lib.storage.config import S3Config
 
 __all__ = ["ProvisionReport", "ProvisionRow", "ServiceEnv", "provision", "read_service_env"]
 
@@ -33,7 +34,15 @@ Change = Literal["create", "change", "unchanged", "planned"]
 
 #: Keys of a service env file whose values are secrets.
 SECRET_ENV_KEYS = frozenset(
-    {"DATABASE_URL", "PGPASSWORD", "REDIS_URL", "REDIS_PASSWORD", "JDBC_DATABASE_PASSWORD"}
+    {
+        "DATABASE_URL",
+        "PGPASSWORD",
+        "REDIS_URL",
+        "REDIS_PASSWORD",
+        "JDBC_DATABASE_PASSWORD",
+        "S3_SECRET_ACCESS_KEY",
+        "LIVEKIT_API_SECRET",
+    }
 )
 
 
@@ -95,9 +104,9 @@ def _existing(env_dir: Path, service: str) -> dict[str, str]:
     return parse_env_lines(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def _password(existing: dict[str, str], key: str) -> str:
+def _password(existing: dict[str, str], key: str, *, nbytes: int = 32) -> str:
     # Reuse what the service already has, so provisioning never rotates by surprise.
-    return existing.get(key) or secrets.token_urlsafe(32)
+    return existing.get(key) or secrets.token_urlsafe(nbytes)
 
 
 def provision(
@@ -106,13 +115,14 @@ def provision(
     env_dir: Path,
     postgres: PostgresConfig | None,
     redis: RedisConfig | None,
+    storage: S3Config | None = None,
     services: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> ProvisionReport:
     """Create what the manifest's services need and write their env files.
 
-    ``postgres`` and ``redis`` are admin connections (None skips that
-    backend). ``services`` limits the run to some services. With
+    ``postgres``, ``redis`` and ``storage`` are admin connections (None
+    skips that backend). ``services`` limits the run to some services. With
     ``dry_run`` nothing is changed and the report shows the plan.
     """
     chosen = [manifest.service(name) for name in services] if services else list(manifest)
@@ -130,6 +140,9 @@ def provision(
 
     if redis is not None:
         rows += _provision_redis(chosen, existing, redis, values, dry_run)
+
+    if storage is not None:
+        rows += _provision_storage(manifest, chosen, existing, storage, values, dry_run)
 
     env_files: list[ServiceEnv] = []
     for service in chosen:
@@ -282,6 +295,82 @@ def _allocate_all(
         values[service.name]["REDIS_URL"] = config.url(db, username=username, password=password)
         values[service.name]["REDIS_DB"] = str(db)
     return rows
+
+
+def _provision_storage(
+    manifest: Manifest,
+    chosen: list[ServiceManifest],
+    existing: dict[str, dict[str, str]],
+    config: S3Config,
+    values: dict[str, dict[str, str]],
+    dry_run: bool,
+) -> list[ProvisionRow]:
+    from infra_lib.storage.buckets import BucketManager
+    from infra_lib.storage.credentials import ensure_service_user
+
+    users = [
+        (s, s.storage.prefixes) for s in chosen if s.storage is not None and s.storage.prefixes
+    ]
+    if not users:
+        return []
+    bucket = manifest.project.bucket_name
+    # The bucket's public prefixes come from every service, not only the chosen ones.
+    public = [p for s in manifest if s.storage is not None for p in s.storage.public_read]
+    report = BucketManager(config).ensure_bucket(
+        bucket, public_read_prefixes=public, dry_run=dry_run
+    )
+    rows = [
+        ProvisionRow(
+            "(project)",
+            "bucket",
+            bucket,
+            _change(report.changed, report["bucket"].value == "created", dry_run),
+            str(report),
+        )
+    ]
+    for service, own in users:
+        prefixes = list(own)
+        # MinIO caps secret keys at 40 characters: 30 random bytes, URL-safe.
+        secret = _password(existing[service.name], "S3_SECRET_ACCESS_KEY", nbytes=30)
+        creds = ensure_service_user(
+            config,
+            service.name,
+            bucket=bucket,
+            prefixes=prefixes,
+            secret_key=secret,
+            dry_run=dry_run,
+        )
+        change = creds.change.value
+        rows.append(
+            ProvisionRow(
+                service.name,
+                "storage user",
+                creds.access_key,
+                _change(change != "unchanged", change == "created", dry_run),
+                "prefixes " + ", ".join(prefixes),
+            )
+        )
+        values[service.name].update(
+            {
+                "S3_ENDPOINT": config.endpoint,
+                "S3_PUBLIC_ENDPOINT": config.public_endpoint or config.endpoint,
+                "S3_REGION": config.region,
+                "S3_FORCE_PATH_STYLE": "true" if config.addressing == "path" else "false",
+                "S3_BUCKET": bucket,
+                "S3_PREFIXES": ",".join(prefixes),
+                "S3_ACCESS_KEY_ID": creds.access_key,
+                "S3_SECRET_ACCESS_KEY": secret,
+            }
+        )
+    return rows
+
+
+def _change(changed: bool, created: bool, dry_run: bool) -> Change:
+    if not changed:
+        return "unchanged"
+    if dry_run:
+        return "planned"
+    return "create" if created else "change"
 
 
 def _render_env(service: ServiceManifest, values: dict[str, str]) -> str:

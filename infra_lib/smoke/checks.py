@@ -132,6 +132,49 @@ def _coturn(target: SmokeTarget) -> Callable[[], str]:
     return check
 
 
+def _storage(target: SmokeTarget, service: str) -> Callable[[], str]:
+    def check() -> str:
+        import urllib.request
+        from datetime import timedelta
+
+        from infra_lib.storage.config import S3Config
+        from infra_lib.storage.presign import Presigner
+
+        env = read_service_env(target.env_dir, service).values
+        config = S3Config(
+            endpoint=env["S3_ENDPOINT"],
+            public_endpoint=env.get("S3_PUBLIC_ENDPOINT", ""),
+            access_key=env["S3_ACCESS_KEY_ID"],
+            secret_key=env["S3_SECRET_ACCESS_KEY"],
+            region=env.get("S3_REGION", "us-east-1"),
+            timeout=TIMEOUT,
+        )
+        bucket = env["S3_BUCKET"]
+        key = f"{env['S3_PREFIXES'].split(',')[0]}{_tag()}/probe.txt"
+        body = f"smoke {service}".encode()
+        presigner = Presigner(config)
+        # The browser's path: the backend presigns, a plain HTTP client uploads.
+        put = urllib.request.Request(  # noqa: S310 - URL built from our own settings
+            presigner.put_url(bucket, key, content_type="text/plain", expires=timedelta(minutes=2)),
+            data=body,
+            method="PUT",
+            headers={"Content-Type": "text/plain"},
+        )
+        try:
+            with urllib.request.urlopen(put, timeout=TIMEOUT):  # noqa: S310
+                pass
+            get_url = presigner.get_url(bucket, key, expires=timedelta(minutes=2))
+            with urllib.request.urlopen(get_url, timeout=TIMEOUT) as response:  # noqa: S310
+                got, kind = response.read(), response.headers.get("Content-Type")
+            if got != body or kind != "text/plain":
+                raise AssertionError(f"downloaded {got!r} as {kind!r}")
+        finally:
+            config.client().remove_object(bucket, key)
+        return f"presigned PUT and GET of {bucket}/{key.rsplit('/', 2)[0]}/..."
+
+    return check
+
+
 def build_checks(
     target: SmokeTarget,
     *,
@@ -163,5 +206,10 @@ def build_checks(
 def _extra_checks(
     target: SmokeTarget, components: Collection[Component], chosen: list[ServiceManifest]
 ) -> list[Check]:
-    # Storage and LiveKit checks live with their backends' smoke helpers.
-    return []
+    checks: list[Check] = []
+    for service in chosen:
+        if "storage" in components and service.storage is not None and service.storage.prefixes:
+            checks.append(
+                Check("presigned upload", "storage", service.name, _storage(target, service.name))
+            )
+    return checks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -14,12 +15,14 @@ from infra_lib.postgres.config import PostgresConfig
 from infra_lib.provision import ProvisionReport, provision, read_service_env
 from infra_lib.redis.config import RedisConfig
 from infra_lib.stack.settings import StackSettings
+from infra_lib.storage.config import S3Config
 
 from .conftest import ROOT, run_inv
 
 pytestmark = pytest.mark.integration
 
 MANIFEST = load_manifest(ROOT / "infra.toml")
+STORAGE_SERVICES = [s.name for s in MANIFEST if s.storage is not None]
 PG_SERVICES = [s.name for s in MANIFEST if s.postgres is not None]
 REDIS_SERVICES = [s.name for s in MANIFEST if s.redis is not None]
 
@@ -30,6 +33,7 @@ def _provision(settings: StackSettings, **kwargs: object) -> ProvisionReport:
         env_dir=ROOT / "env" / settings.compose_project_name,
         postgres=PostgresConfig.from_stack(settings),
         redis=RedisConfig.from_stack(settings),
+        storage=S3Config.from_stack(settings),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -131,3 +135,28 @@ def test_invalid_manifest_is_refused_before_any_change(tmp_path: Path) -> None:
     result = run_inv("provision", "--manifest", str(bad))
     assert result.returncode == 2
     assert "service 'x', field 'postgres.database'" in result.stderr
+
+
+@pytest.mark.parametrize("service", STORAGE_SERVICES)
+def test_each_service_writes_only_under_its_own_prefix(
+    env_dir: Path, provisioned: ProvisionReport, service: str
+) -> None:
+    from minio.error import S3Error
+
+    env = read_service_env(env_dir, service).values
+    config = S3Config(
+        endpoint=env["S3_ENDPOINT"],
+        access_key=env["S3_ACCESS_KEY_ID"],
+        secret_key=env["S3_SECRET_ACCESS_KEY"],
+    )
+    client = config.client()
+    bucket, own = env["S3_BUCKET"], env["S3_PREFIXES"].split(",")[0]
+    key = f"{own}provision-probe-{os.getpid()}"
+    client.put_object(bucket, key, io.BytesIO(b"x"), 1)
+    client.remove_object(bucket, key)
+    for other in STORAGE_SERVICES:
+        if other == service:
+            continue
+        theirs = read_service_env(env_dir, other).values["S3_PREFIXES"].split(",")[0]
+        with pytest.raises(S3Error, match=r"AccessDenied|Access Denied"):
+            client.put_object(bucket, f"{theirs}intruder", io.BytesIO(b"x"), 1)
