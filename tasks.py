@@ -22,6 +22,7 @@ from invoke.tasks import task
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.provision import ProvisionReport
     from infra_lib.smoke.runner import SmokeReport
     from infra_lib.stack.compose import ServiceStatus, Stack
@@ -267,6 +268,7 @@ def _provision(
     redis: bool = True,
     storage: bool = True,
 ) -> ProvisionReport:
+    from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.manifest import load_manifest
     from infra_lib.postgres.config import PostgresConfig
     from infra_lib.provision import provision as run_provision
@@ -279,6 +281,7 @@ def _provision(
         postgres=PostgresConfig.from_stack(stack.settings) if postgres else None,
         redis=RedisConfig.from_stack(stack.settings) if redis else None,
         storage=S3Config.from_stack(stack.settings) if storage else None,
+        livekit=LiveKitConfig.from_stack(stack.settings),
         services=services,
         dry_run=dry_run,
     )
@@ -417,3 +420,82 @@ def _smoke_table(report: SmokeReport) -> None:
     passed = sum(r.ok for r in report.results)
     print(f"smoke took {report.seconds:.2f}s")
     print(f"smoke: {passed} passed, {len(report.failures)} failed")
+
+
+def _livekit(env_file: str | None) -> LiveKitConfig:
+    from infra_lib.livekit.config import LiveKitConfig
+
+    return LiveKitConfig.from_stack(_stack(env_file).settings)
+
+
+@task(
+    help={
+        "room": "Room to join (created on join if missing).",
+        "identity": "Participant identity (unique in the room).",
+        "name": "Display name.",
+        "ttl": "Lifetime in seconds (default 3600, at most 86400).",
+        "can-publish": "May publish tracks (default); --no-can-publish for a viewer.",
+        "can-subscribe": "May subscribe to others' tracks (default).",
+        "can-publish-data": "May send data messages (default).",
+        "hidden": "Invisible to other participants.",
+        "room-admin": "May moderate the room.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def token(
+    c: Context,
+    room: str,
+    identity: str,
+    name: str | None = None,
+    ttl: int = 3600,
+    can_publish: bool = True,
+    can_subscribe: bool = True,
+    can_publish_data: bool = True,
+    hidden: bool = False,
+    room_admin: bool = False,
+    env_file: str | None = None,
+) -> None:
+    """Mint a LiveKit join token and print it with the URL clients connect to."""
+    from datetime import timedelta
+
+    from infra_lib.livekit.tokens import TokenFactory
+
+    with _errors():
+        minted = TokenFactory(_livekit(env_file)).join_token(
+            room,
+            identity,
+            name=name,
+            ttl=timedelta(seconds=ttl),
+            can_publish=can_publish,
+            can_subscribe=can_subscribe,
+            can_publish_data=can_publish_data,
+            hidden=hidden,
+            room_admin=room_admin,
+        )
+        print(f"url:     {minted.url}")
+        print(f"room:    {minted.room}")
+        print(f"expires: {minted.expires_at}")
+        print(f"token:   {minted.token}")
+
+
+@task(help={"env-file": "Use this env file instead of .env."})
+def rooms(c: Context, env_file: str | None = None) -> None:
+    """List the LiveKit server's active rooms."""
+    from rich.table import Table
+
+    from infra_lib.livekit.rooms import RoomService
+
+    with _errors(), RoomService(_livekit(env_file)) as service:
+        listed = service.list_rooms()
+        table = Table(title=f"{len(listed)} room(s)")
+        for column in ("room", "participants", "max", "empty timeout", "created"):
+            table.add_column(column)
+        for room in listed:
+            table.add_row(
+                room.name,
+                str(room.num_participants),
+                str(room.max_participants or "-"),
+                str(room.empty_timeout or "-"),
+                str(room.creation_time),
+            )
+        _console().print(table)

@@ -20,6 +20,7 @@ from infra_lib.manifest import Manifest, ServiceManifest
 from infra_lib.stack.envfile import parse_env_lines, write_private_file
 
 if TYPE_CHECKING:
+    from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.postgres.config import PostgresConfig
     from infra_lib.postgres.provisioner import PostgresPlan
     from infra_lib.redis.allocator import RedisDbAllocator
@@ -116,14 +117,17 @@ def provision(
     postgres: PostgresConfig | None,
     redis: RedisConfig | None,
     storage: S3Config | None = None,
+    livekit: LiveKitConfig | None = None,
     services: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> ProvisionReport:
     """Create what the manifest's services need and write their env files.
 
     ``postgres``, ``redis`` and ``storage`` are admin connections (None
-    skips that backend). ``services`` limits the run to some services. With
-    ``dry_run`` nothing is changed and the report shows the plan.
+    skips that backend); services that use LiveKit get ``livekit``'s URL and
+    API key pair (LiveKit has no per-service keys without a server restart).
+    ``services`` limits the run to some services. With ``dry_run`` nothing
+    is changed and the report shows the plan.
     """
     chosen = [manifest.service(name) for name in services] if services else list(manifest)
     existing = {s.name: _existing(env_dir, s.name) for s in chosen}
@@ -143,6 +147,17 @@ def provision(
 
     if storage is not None:
         rows += _provision_storage(manifest, chosen, existing, storage, values, dry_run)
+
+    if livekit is not None:
+        for service in chosen:
+            if service.livekit is not None:
+                values[service.name].update(
+                    {
+                        "LIVEKIT_URL": livekit.url,
+                        "LIVEKIT_API_KEY": livekit.api_key,
+                        "LIVEKIT_API_SECRET": livekit.api_secret,
+                    }
+                )
 
     env_files: list[ServiceEnv] = []
     for service in chosen:

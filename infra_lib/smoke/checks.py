@@ -175,6 +175,35 @@ def _storage(target: SmokeTarget, service: str) -> Callable[[], str]:
     return check
 
 
+def _livekit(target: SmokeTarget, service: str) -> Callable[[], str]:
+    def check() -> str:
+        from datetime import timedelta
+
+        from infra_lib.livekit.config import LiveKitConfig
+        from infra_lib.livekit.rooms import RoomService
+        from infra_lib.livekit.tokens import TokenFactory
+
+        env = read_service_env(target.env_dir, service).values
+        config = LiveKitConfig(
+            url=env["LIVEKIT_URL"],
+            api_key=env["LIVEKIT_API_KEY"],
+            api_secret=env["LIVEKIT_API_SECRET"],
+            timeout=TIMEOUT,
+        )
+        room = _tag()
+        with RoomService(config) as rooms:
+            try:
+                rooms.create_room(room, empty_timeout=timedelta(seconds=30), max_participants=2)
+                token = TokenFactory(config).join_token(room, f"{service}-smoke")
+                if room not in {r.name for r in rooms.list_rooms([room])}:
+                    raise AssertionError(f"room {room} not listed after create")
+            finally:
+                rooms.delete_room(room)
+        return f"room create/list/delete, join token for {token.identity}"
+
+    return check
+
+
 def build_checks(
     target: SmokeTarget,
     *,
@@ -211,5 +240,9 @@ def _extra_checks(
         if "storage" in components and service.storage is not None and service.storage.prefixes:
             checks.append(
                 Check("presigned upload", "storage", service.name, _storage(target, service.name))
+            )
+        if "livekit" in components and service.livekit is not None:
+            checks.append(
+                Check("livekit room", "livekit", service.name, _livekit(target, service.name))
             )
     return checks

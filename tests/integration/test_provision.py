@@ -10,6 +10,7 @@ import psycopg
 import pytest
 import redis
 
+from infra_lib.livekit.config import LiveKitConfig
 from infra_lib.manifest import load_manifest
 from infra_lib.postgres.config import PostgresConfig
 from infra_lib.provision import ProvisionReport, provision, read_service_env
@@ -34,6 +35,7 @@ def _provision(settings: StackSettings, **kwargs: object) -> ProvisionReport:
         postgres=PostgresConfig.from_stack(settings),
         redis=RedisConfig.from_stack(settings),
         storage=S3Config.from_stack(settings),
+        livekit=LiveKitConfig.from_stack(settings),
         **kwargs,  # type: ignore[arg-type]
     )
 

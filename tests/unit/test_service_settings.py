@@ -1,0 +1,45 @@
+"""ServiceSettings: file plus environment, clear errors for what is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra_lib.errors import ConfigError
+from infra_lib.service import ServiceSettings
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    env = tmp_path / "svc.env"
+    env.write_text("SERVICE_NAME=svc\nDATABASE_URL=postgresql://a@h/db\nS3_PREFIXES=a/,b/\n")
+    settings = ServiceSettings.load(env, environ={"DATABASE_URL": "postgresql://b@h/db"})
+    assert settings.name == "svc"
+    assert settings.require("DATABASE_URL") == "postgresql://b@h/db"
+    assert settings.prefixes == ("a/", "b/")
+    assert "postgresql" not in repr(settings)
+
+
+def test_missing_backend_names_the_variable(tmp_path: Path) -> None:
+    settings = ServiceSettings.load(environ={"SERVICE_NAME": "auth-service"})
+    with pytest.raises(ConfigError, match="DATABASE_URL is not set for auth-service"):
+        settings.postgres()
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="inv provision"):
+        ServiceSettings.load(tmp_path / "absent.env", environ={})
+
+
+def test_importing_the_library_pulls_in_no_sdk() -> None:
+    code = (
+        "import sys, infra_lib, infra_lib.service, infra_lib.storage, infra_lib.livekit;"
+        "heavy = [m for m in ('boto3', 'minio', 'livekit.api', 'python_on_whales', 'psycopg',"
+        " 'redis') if m in sys.modules]; print(heavy); sys.exit(bool(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
