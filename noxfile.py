@@ -15,7 +15,7 @@ nox.options.sessions = ["lint", "typecheck", "smoke", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-TYPED = ["infra_lib", "tasks.py", "noxfile.py"]
+TYPED = ["infra_lib", "tasks.py", "noxfile.py", "tests/typing"]
 
 
 def _install(session: nox.Session) -> None:

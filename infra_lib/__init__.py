@@ -7,13 +7,30 @@ for python-on-whales, boto3, minio or livekit.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from infra_lib._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "PostgresConfig": "infra_lib.postgres.config",
+    "RedisConfig": "infra_lib.redis.config",
+    "S3Config": "infra_lib.storage.config",
+    "LiveKitConfig": "infra_lib.livekit.config",
+    "TokenFactory": "infra_lib.livekit.tokens",
+    "ServiceSettings": "infra_lib.service",
+    "Manifest": "infra_lib.manifest",
+    "load_manifest": "infra_lib.manifest",
+    "provision": "infra_lib.provision",
+    "ProvisionReport": "infra_lib.provision",
+    "InvalidObjectKey": "infra_lib.errors",
+    "LiveKitError": "infra_lib.errors",
+    "WebhookRejected": "infra_lib.errors",
+    "BackupError": "infra_lib.errors",
+    "BackupCorrupt": "infra_lib.errors",
+    "RestoreRefused": "infra_lib.errors",
     "InfraError": "infra_lib.errors",
     "CapacityExhausted": "infra_lib.errors",
     "AllocationConflict": "infra_lib.errors",
@@ -37,14 +54,26 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AllocationConflict",
+    "BackupCorrupt",
+    "BackupError",
     "CapacityExhausted",
     "ConfigError",
     "DockerUnavailable",
     "EnvFileExists",
     "InfraError",
+    "InvalidObjectKey",
+    "LiveKitConfig",
+    "LiveKitError",
+    "Manifest",
     "ManifestError",
     "PortInUse",
+    "PostgresConfig",
     "ProvisionError",
+    "ProvisionReport",
+    "RedisConfig",
+    "RestoreRefused",
+    "S3Config",
+    "ServiceSettings",
     "ServiceStatus",
     "ServiceUnavailable",
     "ServiceUnhealthy",
@@ -52,40 +81,47 @@ __all__ = [
     "StackError",
     "StackPaths",
     "StackSettings",
+    "TokenFactory",
     "TurnCredentials",
+    "WebhookRejected",
     "__version__",
+    "load_manifest",
     "load_stack_settings",
+    "provision",
     "turn_credentials",
 ]
 
 if TYPE_CHECKING:
     from infra_lib.errors import (
         AllocationConflict,
+        BackupCorrupt,
+        BackupError,
         CapacityExhausted,
         ConfigError,
         DockerUnavailable,
         EnvFileExists,
         InfraError,
+        InvalidObjectKey,
+        LiveKitError,
         ManifestError,
         PortInUse,
         ProvisionError,
+        RestoreRefused,
         ServiceUnavailable,
         ServiceUnhealthy,
         StackError,
+        WebhookRejected,
     )
+    from infra_lib.livekit.config import LiveKitConfig
+    from infra_lib.livekit.tokens import TokenFactory
+    from infra_lib.manifest import Manifest, load_manifest
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.provision import ProvisionReport, provision
+    from infra_lib.redis.config import RedisConfig
+    from infra_lib.service import ServiceSettings
     from infra_lib.stack.compose import ServiceStatus, Stack, StackPaths
     from infra_lib.stack.settings import StackSettings, load_stack_settings
+    from infra_lib.storage.config import S3Config
     from infra_lib.turn import TurnCredentials, turn_credentials
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'infra_lib' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -12,8 +12,9 @@ SDK only when it mints a token or calls the server.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from infra_lib._lazy import lazy_exports
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -59,14 +60,4 @@ if TYPE_CHECKING:
     from infra_lib.livekit.webhooks import WebhookEvent, verify_webhook
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'infra_lib.livekit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
