@@ -49,7 +49,9 @@ def _environ() -> dict[str, str]:
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True)
+    done = subprocess.run(argv, cwd=ROOT, env=env, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} ... failed:\n{done.stdout}\n{done.stderr}")
     return time.perf_counter() - start
 
 
