@@ -22,7 +22,9 @@ from invoke.tasks import task
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from infra_lib.backup.model import DrillReport, ProgressCallback
     from infra_lib.livekit.config import LiveKitConfig
+    from infra_lib.manifest import Manifest
     from infra_lib.provision import ProvisionReport
     from infra_lib.smoke.runner import SmokeReport
     from infra_lib.stack.compose import ServiceStatus, Stack
@@ -499,3 +501,276 @@ def rooms(c: Context, env_file: str | None = None) -> None:
                 str(room.creation_time),
             )
         _console().print(table)
+
+
+# -- backup and restore ------------------------------------------------------
+
+
+def _backup_dir(stack: Stack, path: str | None) -> Path:
+    from infra_lib.backup.jobs import default_dest
+
+    return Path(path).resolve() if path else default_dest(ROOT, stack.project_name)
+
+
+def _backup_manifest(service: str | None, manifest: str | None) -> Manifest | None:
+    from infra_lib.manifest import load_manifest
+
+    if service is None and manifest is None:
+        return None
+    return load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[ProgressCallback | None]:
+    """Rich progress bars (bytes, rate, ETA) on a terminal; nothing when quiet or piped."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True) as bars:
+        ids: dict[str, TaskID] = {}
+
+        def update(done: int, total: int | None, label: str) -> None:
+            if label not in ids:
+                ids[label] = bars.add_task(label, total=total)
+            bars.update(ids[label], completed=done, total=total)
+
+        yield update
+
+
+def _drill_rows(reports: Sequence[DrillReport]) -> None:
+    from rich.table import Table
+
+    table = Table(title="restore drill")
+    for column in ("archive", "result", "seconds", "detail"):
+        table.add_column(column)
+    for report in reports:
+        result = "[green]passed[/]" if report.ok else "[red]FAILED[/]"
+        table.add_row(report.archive.name, result, f"{report.seconds:.1f}", report.message)
+    _console().print(table)
+
+
+@task(
+    help={
+        "target": "postgres, redis, minio or all (default).",
+        "service": "Only this service's database, Redis DB or storage prefixes (see infra.toml).",
+        "to": "Directory for the archives (default: backups/<project>).",
+        "keep": "Afterwards keep only the N newest archives of each target and scope (0: all).",
+        "verify": "Restore each new archive into a scratch copy, compare counts, remove it.",
+        "verify-only": "Run that restore drill on the newest existing archives; back up nothing.",
+        "quiet": "No progress bars or tables: one line per archive.",
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+        "verbose": "Show debug logs (every command run, without secrets).",
+    }
+)
+def backup(
+    c: Context,
+    target: str = "all",
+    service: str | None = None,
+    to: str | None = None,
+    keep: int = 0,
+    verify: bool = False,
+    verify_only: bool = False,
+    quiet: bool = False,
+    manifest: str | None = None,
+    env_file: str | None = None,
+    verbose: bool = False,
+) -> None:
+    """Back up PostgreSQL, Redis and MinIO into checked archives under backups/<project>/."""
+    from infra_lib.backup import jobs
+
+    _setup_logging(verbose)
+    with _errors():
+        stack = _stack(env_file)
+        dest = _backup_dir(stack, to)
+        targets = jobs.parse_targets(target)
+        if verify_only:
+            with _progress(quiet) as on_progress:
+                reports = jobs.drill_latest(stack, targets, dest=dest, on_progress=on_progress)
+        else:
+            with _progress(quiet) as on_progress:
+                outcomes = jobs.backup(
+                    stack,
+                    targets,
+                    dest=dest,
+                    manifest=_backup_manifest(service, manifest),
+                    service=service,
+                    keep=keep or None,
+                    verify=verify,
+                    on_progress=on_progress,
+                )
+            reports = [o.drill for o in outcomes if o.drill is not None]
+            if quiet:
+                for outcome in outcomes:
+                    print(outcome.archive.path)
+            else:
+                from rich.table import Table
+
+                table = Table(title=f"backups of {stack.project_name!r} in {_shown(dest)}")
+                for column in ("archive", "scope", "datasets", "size", "seconds", "pruned"):
+                    table.add_column(column)
+                for outcome in outcomes:
+                    info = outcome.archive
+                    table.add_row(
+                        info.name,
+                        info.scope,
+                        ", ".join(d.name for d in info.manifest.datasets) or "(nothing)",
+                        _size(info.size),
+                        f"{outcome.seconds:.1f}",
+                        str(len(outcome.pruned)),
+                    )
+                _console().print(table)
+        if reports and not quiet:
+            _drill_rows(reports)
+        failed = [r for r in reports if not r.ok]
+        if failed:
+            raise Exit(
+                "restore drill failed: " + "; ".join(f"{r.archive}: {r.message}" for r in failed),
+                code=1,
+            )
+
+
+@task(
+    name="backups",
+    help={
+        "dir": "Directory of the archives (default: backups/<project>).",
+        "target": "Only this target's archives.",
+        "env-file": "Use this env file instead of .env.",
+    },
+)
+def list_backups(
+    c: Context, dir_: str | None = None, target: str = "all", env_file: str | None = None
+) -> None:
+    """List the archives: time, target, scope, size, and whether a restore drill passed."""
+    from rich.table import Table
+
+    from infra_lib.backup.archive import list_archives
+    from infra_lib.backup.jobs import parse_targets
+
+    with _errors():
+        stack = _stack(env_file)
+        dest = _backup_dir(stack, dir_)
+        targets = parse_targets(target)
+        archives = [a for a in list_archives(dest) if a.target in targets]
+        table = Table(title=f"backups in {_shown(dest)}")
+        for column in ("time (UTC)", "target", "scope", "size", "verified", "archive"):
+            table.add_column(column)
+        for info in reversed(archives):
+            if info.verified is None:
+                verified = "-"
+            elif info.verified.ok:
+                verified = f"[green]yes[/] {info.verified.checked_at:%Y-%m-%d %H:%M}"
+            else:
+                verified = f"[red]FAILED[/] {info.verified.checked_at:%Y-%m-%d %H:%M}"
+            table.add_row(
+                f"{info.created_at:%Y-%m-%d %H:%M:%S}",
+                info.target,
+                info.scope,
+                _size(info.size),
+                verified,
+                info.name,
+            )
+        _console().print(table)
+        if not archives:
+            print(f"no archives in {dest}; make one with `inv backup`")
+
+
+@task(
+    name="restore",
+    help={
+        "target": "postgres, redis, minio or all (default).",
+        "service": "Only this service's database, Redis DB or storage prefixes (see infra.toml).",
+        "from": "An archive directory, a directory of archives, or `latest` (default).",
+        "dir": "Where `latest` looks (default: backups/<project>).",
+        "into": "Restore beside the original: a new database name, Redis DB number or bucket.",
+        "force": "Replace existing data (the database is dropped, the DB flushed, the objects "
+        "deleted) once the archive has been checked.",
+        "quiet": "No progress bars or tables.",
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+        "verbose": "Show debug logs (every command run, without secrets).",
+    },
+)
+def restore_backup(
+    c: Context,
+    target: str = "all",
+    service: str | None = None,
+    from_: str = "latest",
+    dir_: str | None = None,
+    into: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    manifest: str | None = None,
+    env_file: str | None = None,
+    verbose: bool = False,
+) -> None:
+    """Restore from an archive, checked first; refuses to overwrite data without --force."""
+    from infra_lib.backup import jobs
+
+    _setup_logging(verbose)
+    with _errors():
+        stack = _stack(env_file)
+        with _progress(quiet) as on_progress:
+            reports = jobs.restore(
+                stack,
+                jobs.parse_targets(target),
+                dest=_backup_dir(stack, dir_),
+                source="latest" if from_ == "latest" else Path(from_).resolve(),
+                manifest=_backup_manifest(service, manifest),
+                service=service,
+                into=into,
+                force=force,
+                on_progress=on_progress,
+            )
+        if quiet:
+            return
+        from rich.table import Table
+
+        for report in reports:
+            table = Table(title=f"restored {report.target} from {report.archive.name}")
+            for column in ("dataset", "into", "check", "backup", "restored"):
+                table.add_column(column)
+            for dataset in report.datasets:
+                for check in dataset.checks:
+                    style = "green" if check.ok else "red"
+                    table.add_row(
+                        dataset.dataset,
+                        dataset.into,
+                        check.item,
+                        str(check.expected),
+                        f"[{style}]{check.actual}[/]",
+                    )
+            _console().print(table)
+            for dataset in report.datasets:
+                for note in dataset.notes:
+                    print(f"{dataset.into}: {note}")

@@ -9,7 +9,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TASKS = ["init", "up", "down", "status", "logs", "provision", "env", "smoke", "token", "rooms"]
+TASKS = [
+    "init",
+    "up",
+    "down",
+    "status",
+    "logs",
+    "provision",
+    "env",
+    "smoke",
+    "token",
+    "rooms",
+    "backup",
+    "backups",
+    "restore",
+]
 
 
 def _inv(*args: str) -> subprocess.CompletedProcess[str]:

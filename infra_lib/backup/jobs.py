@@ -1,0 +1,464 @@
+"""What ``inv backup``, ``inv restore`` and ``inv backups`` run against the compose stack.
+
+Each function takes the :class:`~infra_lib.stack.compose.Stack` and the
+manifest, works out which databases, Redis DBs and buckets a target (and
+optionally one service) means, and calls the target's module. Against
+managed servers call :mod:`infra_lib.backup.postgres`, ``.redis`` and
+``.minio`` directly with their own configs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from infra_lib.backup.archive import (
+    MANIFEST_NAME,
+    ArchiveInfo,
+    ArchiveManifest,
+    list_archives,
+    mark_verified,
+    prune,
+    read_archive,
+)
+from infra_lib.backup.model import (
+    TARGETS,
+    DatasetRestore,
+    DrillReport,
+    ProgressCallback,
+    RestoreReport,
+    Target,
+)
+from infra_lib.errors import BackupError, ConfigError
+
+if TYPE_CHECKING:
+    from infra_lib.backup.minio import BucketScope
+    from infra_lib.manifest import Manifest, ServiceManifest
+    from infra_lib.stack.compose import Stack
+
+__all__ = [
+    "BackupOutcome",
+    "backup",
+    "default_dest",
+    "drill",
+    "drill_latest",
+    "parse_targets",
+    "restore",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupOutcome:
+    """One archive written by :func:`backup`, what retention removed, and the drill."""
+
+    archive: ArchiveInfo
+    pruned: tuple[Path, ...]
+    seconds: float
+    drill: DrillReport | None = None
+
+
+def default_dest(root: Path, project: str) -> Path:
+    """Where a checkout keeps its archives: ``<root>/backups/<project>``."""
+    return root / "backups" / project
+
+
+def parse_targets(target: str) -> list[Target]:
+    """``"all"`` or one target name, as a list; ConfigError for anything else."""
+    if target == "all":
+        return list(TARGETS)
+    for known in TARGETS:
+        if target == known:
+            return [known]
+    raise ConfigError(f"unknown --target {target!r}; use one of {', '.join(TARGETS)} or all")
+
+
+# -- what a service means for each target -----------------------------------
+
+
+def _service(manifest: Manifest | None, name: str) -> ServiceManifest:
+    if manifest is None:
+        raise ConfigError("--service needs the manifest (infra.toml) to know what it uses")
+    for service in manifest.services:
+        if service.name == name:
+            return service
+    known = ", ".join(s.name for s in manifest.services) or "none"
+    raise ConfigError(f"service {name!r} is not in the manifest; its services are: {known}")
+
+
+def _uses(service: ServiceManifest, target: Target) -> bool:
+    if target == "postgres":
+        return service.postgres is not None
+    if target == "redis":
+        return service.redis is not None
+    return service.storage is not None and bool(service.storage.prefixes)
+
+
+def _targets_for(targets: Sequence[Target], service: ServiceManifest | None) -> list[Target]:
+    if service is None:
+        return list(targets)
+    used = [t for t in targets if _uses(service, t)]
+    if not used:
+        raise ConfigError(
+            f"service {service.name!r} uses none of {', '.join(targets)} (see its section in "
+            "the manifest); nothing to do"
+        )
+    return used
+
+
+def _pg_database(service: ServiceManifest) -> str:
+    if service.postgres is None:
+        raise ConfigError(f"service {service.name!r} has no postgres section in the manifest")
+    return service.postgres.database
+
+
+def _redis_db(stack: Stack, service: ServiceManifest) -> int:
+    if service.redis is None:
+        raise ConfigError(f"service {service.name!r} has no redis section in the manifest")
+    if service.redis.db != "auto":
+        return service.redis.db
+    from infra_lib.redis.allocator import RedisDbAllocator
+    from infra_lib.redis.config import RedisConfig
+
+    with RedisDbAllocator(RedisConfig.from_stack(stack.settings)) as allocator:
+        db = allocator.list().get(service.name)
+    if db is None:
+        raise ConfigError(
+            f"service {service.name!r} has no Redis DB allocated yet; run `inv provision` first"
+        )
+    return db
+
+
+def _bucket_scope(manifest: Manifest | None, service: ServiceManifest) -> BucketScope:
+    from infra_lib.backup.minio import BucketScope
+
+    if manifest is None:
+        raise ConfigError("--service needs the manifest (infra.toml) to know what it uses")
+    if service.storage is None or not service.storage.prefixes:
+        raise ConfigError(f"service {service.name!r} has no storage prefixes in the manifest")
+    return BucketScope(manifest.project.bucket_name, tuple(service.storage.prefixes))
+
+
+def _dataset_of(stack: Stack, manifest: Manifest, service: ServiceManifest, target: Target) -> str:
+    if target == "postgres":
+        return _pg_database(service)
+    if target == "redis":
+        from infra_lib.backup.redis import dataset_name
+
+        return dataset_name(_redis_db(stack, service))
+    return _bucket_scope(manifest, service).name
+
+
+# -- backup -----------------------------------------------------------------
+
+
+def backup(
+    stack: Stack,
+    targets: Sequence[Target],
+    *,
+    dest: Path,
+    manifest: Manifest | None = None,
+    service: str | None = None,
+    keep: int | None = None,
+    verify: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> list[BackupOutcome]:
+    """Back up each target (one service's data with ``service``) into ``dest``.
+
+    After each archive is written, ``keep`` prunes that target's archives of
+    the same scope to the newest ``keep``, and ``verify`` runs a restore
+    drill on the new archive. Stops at the first failure.
+    """
+    if keep is not None and keep < 1:
+        raise ConfigError(f"--keep must be at least 1, not {keep}")
+    chosen = _service(manifest, service) if service else None
+    scope = f"service:{service}" if service else "all"
+    outcomes = []
+    for target in _targets_for(targets, chosen):
+        started = time.monotonic()
+        archive = _backup_one(stack, target, dest, manifest, chosen, scope, on_progress)
+        seconds = time.monotonic() - started
+        report = (
+            drill(stack, target, dest=dest, archive=archive.path, on_progress=on_progress)
+            if verify
+            else None
+        )
+        pruned = tuple(prune(dest, target, keep, scope=scope)) if keep is not None else ()
+        outcomes.append(BackupOutcome(read_archive(archive.path), pruned, seconds, report))
+    return outcomes
+
+
+def _backup_one(
+    stack: Stack,
+    target: Target,
+    dest: Path,
+    manifest: Manifest | None,
+    service: ServiceManifest | None,
+    scope: str,
+    on_progress: ProgressCallback | None,
+) -> ArchiveInfo:
+    if target == "postgres":
+        from infra_lib.backup.postgres import PostgresSource, backup_postgres
+
+        databases = [_pg_database(service)] if service is not None else None
+        return backup_postgres(
+            PostgresSource.from_stack(stack),
+            dest,
+            databases=databases,
+            scope=scope,
+            on_progress=on_progress,
+        )
+    if target == "redis":
+        from infra_lib.backup.redis import backup_redis
+        from infra_lib.redis.config import RedisConfig
+
+        dbs = [_redis_db(stack, service)] if service is not None else None
+        return backup_redis(
+            RedisConfig.from_stack(stack.settings),
+            dest,
+            dbs=dbs,
+            scope=scope,
+            on_progress=on_progress,
+        )
+    from infra_lib.backup.minio import backup_minio
+    from infra_lib.storage.config import S3Config
+
+    scopes = [_bucket_scope(manifest, service)] if service is not None else None
+    return backup_minio(
+        S3Config.from_stack(stack.settings),
+        dest,
+        scopes=scopes,
+        scope=scope,
+        on_progress=on_progress,
+    )
+
+
+# -- restore ----------------------------------------------------------------
+
+
+def _find(
+    dest: Path, target: Target, wants: Callable[[ArchiveManifest], bool] | None, what: str
+) -> ArchiveInfo:
+    for info in reversed(list_archives(dest, target)):
+        if wants is None or wants(info.manifest):
+            return info
+    raise BackupError(f"no complete {target} backup{what} in {dest}; make one with `inv backup`")
+
+
+def _holds_service_data(
+    stack: Stack, manifest: Manifest, service: ServiceManifest, target: Target
+) -> Callable[[ArchiveManifest], bool]:
+    if target == "minio":
+        from infra_lib.backup.minio import BucketScope
+
+        want = _bucket_scope(manifest, service)
+
+        def covers(m: ArchiveManifest) -> bool:
+            for d in m.datasets:
+                have = BucketScope(
+                    d.details.get("bucket", ""), tuple(d.details.get("prefixes", ()))
+                )
+                if have.bucket == want.bucket and (
+                    not have.prefixes or all(have.covers(p) for p in want.prefixes)
+                ):
+                    return True
+            return False
+
+        return covers
+    name = _dataset_of(stack, manifest, service, target)
+    return lambda m: m.dataset(name) is not None
+
+
+def restore(
+    stack: Stack,
+    targets: Sequence[Target],
+    *,
+    dest: Path,
+    source: Path | Literal["latest"] = "latest",
+    manifest: Manifest | None = None,
+    service: str | None = None,
+    into: str | None = None,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> list[RestoreReport]:
+    """Restore each target from its newest archive in ``dest`` (or from ``source``).
+
+    ``source`` is ``"latest"``, an archive directory, or a directory of
+    archives (its newest archive of each target is used).
+
+    With ``service`` only that service's database, Redis DB or prefixes are
+    restored (from the newest archive that holds them). ``into`` restores
+    beside the original: a database name, a Redis DB number or a bucket.
+    Every archive is verified before anything is changed.
+    """
+    chosen = _service(manifest, service) if service else None
+    if source != "latest" and not (Path(source) / MANIFEST_NAME).exists() and Path(source).is_dir():
+        # A directory of archives rather than one archive: its newest.
+        dest, source = Path(source), "latest"
+    if source != "latest":
+        info = read_archive(Path(source))
+        if info.target not in targets:
+            raise ConfigError(
+                f"{source} is a {info.target} archive, but --target asks for {', '.join(targets)}"
+            )
+        targets = [info.target]
+    targets = _targets_for(targets, chosen)
+    if into is not None and len(targets) != 1:
+        raise ConfigError("--into names one database, DB or bucket: give one --target")
+    reports = []
+    for target in targets:
+        if source != "latest":
+            archive = Path(source)
+        else:
+            wants = (
+                _holds_service_data(stack, manifest, chosen, target)
+                if chosen is not None and manifest is not None
+                else None
+            )
+            what = f" holding {chosen.name}'s data" if chosen is not None else ""
+            archive = _find(dest, target, wants, what).path
+        logger.info("restore: %s from %s", target, archive)
+        reports.append(
+            _restore_one(stack, target, archive, manifest, chosen, into, force, on_progress)
+        )
+    return reports
+
+
+def _restore_one(
+    stack: Stack,
+    target: Target,
+    archive: Path,
+    manifest: Manifest | None,
+    service: ServiceManifest | None,
+    into: str | None,
+    force: bool,
+    on_progress: ProgressCallback | None,
+) -> RestoreReport:
+    if target == "postgres":
+        from infra_lib.backup.postgres import PostgresSource, restore_postgres
+
+        databases = [_pg_database(service)] if service is not None else None
+        return restore_postgres(
+            PostgresSource.from_stack(stack),
+            archive,
+            databases=databases,
+            into=into,
+            force=force,
+            on_progress=on_progress,
+        )
+    if target == "redis":
+        from infra_lib.backup.redis import restore_redis
+        from infra_lib.redis.config import RedisConfig
+
+        into_db: int | None = None
+        if into is not None:
+            if not into.isdigit():
+                raise ConfigError(f"--into for redis is a DB number, not {into!r}")
+            into_db = int(into)
+        dbs = [_redis_db(stack, service)] if service is not None else None
+        return restore_redis(
+            RedisConfig.from_stack(stack.settings),
+            archive,
+            dbs=dbs,
+            into=into_db,
+            force=force,
+            on_progress=on_progress,
+        )
+    from infra_lib.backup.minio import restore_minio
+    from infra_lib.storage.config import S3Config
+
+    scopes = [_bucket_scope(manifest, service)] if service is not None else None
+    return restore_minio(
+        S3Config.from_stack(stack.settings),
+        archive,
+        scopes=scopes,
+        into=into,
+        force=force,
+        on_progress=on_progress,
+    )
+
+
+# -- drill ------------------------------------------------------------------
+
+
+def drill(
+    stack: Stack,
+    target: Target,
+    *,
+    dest: Path,
+    archive: Path | None = None,
+    redis_scratch_db: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> DrillReport:
+    """Prove an archive restores: into a scratch database, DB or bucket, compared, removed.
+
+    Uses the newest archive of ``target`` unless ``archive`` is given. The
+    outcome is written beside the manifest as ``verified.json`` and
+    returned; a damaged or unrestorable archive gives ``ok=False`` (other
+    failures, such as a server that does not answer, raise).
+    """
+    path = archive if archive is not None else _find(dest, target, None, "").path
+    started = time.monotonic()
+    checked_at = datetime.now(UTC)
+    datasets: list[DatasetRestore] = []
+    try:
+        if target == "postgres":
+            from infra_lib.backup.postgres import PostgresSource, drill_postgres
+
+            datasets = drill_postgres(
+                PostgresSource.from_stack(stack), path, on_progress=on_progress
+            )
+        elif target == "redis":
+            from infra_lib.backup.redis import drill_redis
+            from infra_lib.redis.config import RedisConfig
+
+            datasets = drill_redis(
+                RedisConfig.from_stack(stack.settings),
+                path,
+                scratch_db=redis_scratch_db,
+                on_progress=on_progress,
+            )
+        else:
+            from infra_lib.backup.minio import drill_minio
+            from infra_lib.storage.config import S3Config
+
+            datasets = drill_minio(
+                S3Config.from_stack(stack.settings), path, on_progress=on_progress
+            )
+    except BackupError as exc:
+        report = DrillReport(path, target, False, checked_at, time.monotonic() - started, str(exc))
+    else:
+        checked = sum(len(d.checks) for d in datasets)
+        report = DrillReport(
+            path,
+            target,
+            True,
+            checked_at,
+            time.monotonic() - started,
+            f"restored {len(datasets)} dataset(s) into scratch copies; {checked} counts match",
+            tuple(datasets),
+        )
+    if path.is_dir():
+        mark_verified(report)
+    return report
+
+
+def drill_latest(
+    stack: Stack,
+    targets: Sequence[Target],
+    *,
+    dest: Path,
+    redis_scratch_db: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> list[DrillReport]:
+    """:func:`drill` the newest archive of each target in ``dest``."""
+    return [
+        drill(stack, target, dest=dest, redis_scratch_db=redis_scratch_db, on_progress=on_progress)
+        for target in targets
+    ]

@@ -1,0 +1,442 @@
+"""Redis backup and restore, key by key, with ``DUMP`` and ``RESTORE``.
+
+**Why logical, not an RDB snapshot.** ``BGSAVE`` and copying ``dump.rdb``
+out would give one point-in-time image of the whole server, but it needs
+the container's file system (managed Redis such as ElastiCache forbids
+``BGSAVE`` and has no file to copy), it cannot be restored into another DB
+number, and restoring it means replacing the server's data file and
+restarting Redis, taking every service down with it. A logical backup
+(``SCAN``, then ``DUMP`` + ``PTTL`` for each key, pipelined) works against any
+server we can log in to, backs up and restores one service's DB while the
+others keep running, restores into a spare DB for ``--into`` and for drills,
+and ``DUMP`` payloads keep every data type exactly: strings, hashes, lists,
+sets, sorted sets, streams with their consumer groups.
+
+**Its limit: not a point-in-time copy.** Keys are read in batches while
+services keep writing, so two keys changed together may be captured one
+before and one after the change, and keys written during the scan may be
+missing. For the data kept in Redis here (caches, sessions, presence, room
+state) that is acceptable; anything that must be consistent belongs in
+PostgreSQL. A ``DUMP`` payload can be restored by the same or a newer Redis
+major version only.
+
+**Expiry.** Each key's expiry is stored as an absolute time (server clock
+plus ``PTTL``) and restored with ``RESTORE ... ABSTTL``: a refresh token that
+expired while the archive sat on disk stays expired, and one with an hour
+left still has that hour, less the time since the backup.
+
+File format (``db<N>.keys.gz``, gzip): a magic line, then per key a record
+of key length (u32), absolute expiry in ms or -1 (i64), payload length
+(u32), key, ``DUMP`` payload; all big-endian.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import struct
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.exceptions
+
+from infra_lib.backup.archive import (
+    ArchiveInfo,
+    ArchiveWriter,
+    DatasetEntry,
+    read_archive,
+    verify_archive,
+)
+from infra_lib.backup.model import CountCheck, DatasetRestore, ProgressCallback, RestoreReport
+from infra_lib.backup.streams import Throttle
+from infra_lib.errors import (
+    BackupCorrupt,
+    BackupError,
+    ConfigError,
+    RestoreRefused,
+    ServiceUnavailable,
+)
+
+if TYPE_CHECKING:
+    from infra_lib.redis.config import RedisConfig
+
+__all__ = ["backup_redis", "dataset_name", "drill_redis", "find_scratch_db", "restore_redis"]
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"INFRA-REDIS-KEYS 1\n"
+_HEADER = struct.Struct(">IqI")
+#: Keys per SCAN page and per pipeline round trip.
+BATCH = 1000
+#: Bytes of RESTORE payloads buffered before a pipeline is sent.
+_PIPELINE_BYTES = 8 << 20
+#: Payloads are partly LZF-compressed already; level 6 still shrinks keys and
+#: small values well, and Redis data is bounded by maxmemory.
+_GZIP_LEVEL = 6
+
+
+# The first byte of a DUMP payload is the RDB object type, which tells the
+# data type without a TYPE round trip per key.
+_RDB_KINDS = {
+    **dict.fromkeys((0,), "string"),
+    **dict.fromkeys((1, 10, 14, 18), "list"),
+    **dict.fromkeys((2, 11, 20), "set"),
+    **dict.fromkeys((3, 5, 12, 17), "zset"),
+    **dict.fromkeys((4, 9, 13, 16), "hash"),
+    **dict.fromkeys((6, 7), "module"),
+    **dict.fromkeys((15, 19, 21), "stream"),
+}
+
+
+def _kind(payload: bytes) -> str:
+    return _RDB_KINDS.get(payload[0], f"rdb-type-{payload[0]}") if payload else "empty"
+
+
+def dataset_name(db: int) -> str:
+    """How a Redis DB is named in an archive (``db3``)."""
+    return f"db{db}"
+
+
+@contextmanager
+def _errors(config: RedisConfig, action: str) -> Iterator[None]:
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise ServiceUnavailable(
+            f"Redis at {config.address} stopped answering while trying to {action}: {exc}",
+            service="redis",
+        ) from exc
+    except redis.exceptions.RedisError as exc:
+        raise BackupError(f"Redis at {config.address} refused to {action}: {exc}") from exc
+
+
+def _server_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+# -- backup -----------------------------------------------------------------
+
+
+def backup_redis(
+    config: RedisConfig,
+    dest: Path,
+    *,
+    dbs: Sequence[int] | None = None,
+    scope: str = "all",
+    on_progress: ProgressCallback | None = None,
+) -> ArchiveInfo:
+    """Write every key of ``dbs`` (every non-empty DB by default) to a new archive."""
+    with config.client(0) as client, _errors(config, "describe the server"):
+        info: dict[str, Any] = client.info("server")
+        keyspace: dict[str, Any] = client.info("keyspace")
+    if dbs is None:
+        wanted = sorted(int(name[2:]) for name in keyspace if name.startswith("db"))
+    else:
+        wanted = sorted(set(dbs))
+    with ArchiveWriter(dest, "redis") as writer:
+        datasets = [_dump_db(config, writer, db, on_progress) for db in wanted]
+        return writer.commit(
+            scope=scope,
+            source={"host": config.host, "port": str(config.port)},
+            server={"version": str(info.get("redis_version", "?"))},
+            datasets=datasets,
+            included={
+                "dbs": wanted,
+                "method": "SCAN + DUMP/PTTL per key (logical; not a point-in-time snapshot)",
+                "expiry": "absolute, restored with RESTORE ABSTTL",
+            },
+        )
+
+
+def _dump_db(
+    config: RedisConfig, writer: ArchiveWriter, db: int, on_progress: ProgressCallback | None
+) -> DatasetEntry:
+    file_name = f"db{db}.keys.gz"
+    counts: dict[str, int] = {"keys": 0}
+    expiring = 0
+    # SCAN may return a key twice; 8-byte digests keep the memory per key small.
+    seen: set[bytes] = set()
+    progress = Throttle(on_progress, f"redis db{db}")
+    with (
+        config.client(db) as client,
+        _errors(config, f"read the keys of DB {db}"),
+        writer.open(file_name) as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=_GZIP_LEVEL, mtime=0) as out,
+    ):
+        out.write(MAGIC)
+        cursor = 0
+        while True:
+            cursor, keys = client.scan(cursor, count=BATCH)
+            fresh = []
+            for key in keys:
+                digest = hashlib.blake2b(key, digest_size=8).digest()
+                if digest not in seen:
+                    seen.add(digest)
+                    fresh.append(key)
+            if fresh:
+                pipe = client.pipeline(transaction=False)
+                pipe.time()
+                for key in fresh:
+                    pipe.dump(key)
+                    pipe.pttl(key)
+                replies = pipe.execute()
+                seconds, micros = replies[0]
+                now_ms = int(seconds) * 1000 + int(micros) // 1000
+                for index, key in enumerate(fresh):
+                    payload, pttl = replies[1 + 2 * index : 3 + 2 * index]
+                    if payload is None or pttl == -2:
+                        continue  # deleted or expired since SCAN saw it
+                    expire_at = now_ms + int(pttl) if pttl >= 0 else -1
+                    out.write(
+                        b"".join((_HEADER.pack(len(key), expire_at, len(payload)), key, payload))
+                    )
+                    name = _kind(payload)
+                    counts[name] = counts.get(name, 0) + 1
+                    counts["keys"] += 1
+                    expiring += expire_at != -1
+                    progress.add(len(key) + len(payload) + _HEADER.size)
+            if cursor == 0:
+                break
+    progress.finish()
+    logger.info("backup: redis db%d: %d keys", db, counts["keys"])
+    return DatasetEntry(
+        name=dataset_name(db),
+        files=(file_name,),
+        counts=counts,
+        details={"db": db, "expiring": expiring},
+    )
+
+
+# -- restore ----------------------------------------------------------------
+
+
+def _records(
+    handle: gzip.GzipFile, path: Path, archive: Path
+) -> Iterator[tuple[bytes, int, bytes]]:
+    try:
+        if handle.read(len(MAGIC)) != MAGIC:
+            raise BackupCorrupt(f"{path} is not a Redis key file of this format", path=str(archive))
+        while True:
+            header = handle.read(_HEADER.size)
+            if not header:
+                return
+            key_len, expire_at, payload_len = _HEADER.unpack(header)
+            key = handle.read(key_len)
+            payload = handle.read(payload_len)
+            if len(key) != key_len or len(payload) != payload_len:
+                raise BackupCorrupt(f"{path} ends in the middle of a record", path=str(archive))
+            yield key, expire_at, payload
+    except (OSError, EOFError, zlib.error, struct.error) as exc:
+        raise BackupCorrupt(f"{path} cannot be read: {exc}", path=str(archive)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    dataset: DatasetEntry
+    target: int
+    holds: int
+
+
+def restore_redis(
+    config: RedisConfig,
+    archive: Path,
+    *,
+    dbs: Sequence[int] | None = None,
+    into: int | None = None,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> RestoreReport:
+    """Restore ``dbs`` (every DB in the archive by default) from ``archive``.
+
+    The archive is verified first. A target DB holding keys is refused with
+    :class:`RestoreRefused` unless ``force``, which empties that DB (and
+    only that one) with ``FLUSHDB`` first. ``into`` restores the single
+    selected DB into another DB number.
+    """
+    started = time.monotonic()
+    verify_archive(archive, on_progress=on_progress)
+    manifest = read_archive(archive).manifest
+    if manifest.target != "redis":
+        raise BackupError(f"{archive} is a {manifest.target} archive, not a redis one")
+    chosen = _choose(manifest.datasets, dbs, archive)
+    if into is not None:
+        if isinstance(into, bool) or into < 0:
+            raise ConfigError(f"--into must be a Redis DB number, not {into!r}")
+        if len(chosen) != 1:
+            raise ConfigError(
+                f"--into names one DB, but {len(chosen)} would be restored "
+                f"({', '.join(d.name for d in chosen)}); pick one with --service"
+            )
+    plans = []
+    for dataset in chosen:
+        target = into if into is not None else int(dataset.details["db"])
+        with config.client(target) as client, _errors(config, f"inspect DB {target}"):
+            plans.append(_Plan(dataset, target, int(client.dbsize())))
+    refused = [p for p in plans if p.holds]
+    if refused and not force:
+        listing = "; ".join(f"DB {p.target} holds {p.holds} key(s)" for p in refused)
+        raise RestoreRefused(
+            f"not restoring over existing data: {listing}. Nothing was changed. Restore into "
+            "another DB with --into N, or replace the keys with --force."
+        )
+    results = [
+        _restore_db(config, archive, plan, flush=force, on_progress=on_progress) for plan in plans
+    ]
+    return RestoreReport(archive, "redis", tuple(results), time.monotonic() - started)
+
+
+def _choose(
+    datasets: Sequence[DatasetEntry], dbs: Sequence[int] | None, archive: Path
+) -> list[DatasetEntry]:
+    if dbs is None:
+        return list(datasets)
+    by_name = {d.name: d for d in datasets}
+    missing = [db for db in dbs if dataset_name(db) not in by_name]
+    if missing:
+        raise BackupError(
+            f"{archive} does not hold Redis DB(s) {', '.join(map(str, missing))}; it holds "
+            f"{', '.join(by_name) or 'nothing'}"
+        )
+    return [by_name[dataset_name(db)] for db in dbs]
+
+
+def _restore_db(
+    config: RedisConfig,
+    archive: Path,
+    plan: _Plan,
+    *,
+    flush: bool,
+    on_progress: ProgressCallback | None,
+) -> DatasetRestore:
+    dataset = plan.dataset
+    path = archive / dataset.files[0]
+    notes: list[str] = []
+    restored = expired = 0
+    expiries: list[int] = []
+    progress = Throttle(on_progress, f"restore redis {dataset.name}", path.stat().st_size)
+    with config.client(plan.target) as client, _errors(config, f"restore into DB {plan.target}"):
+        if plan.holds and flush:
+            client.flushdb()
+            notes.append(f"emptied DB {plan.target} ({plan.holds} keys) with FLUSHDB first")
+            logger.warning("restore: flushed redis DB %d", plan.target)
+        now_ms = _server_ms(client)
+        pipe = client.pipeline(transaction=False)
+        pending: list[bytes] = []
+        buffered = 0
+        with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as handle:
+            for key, expire_at, payload in _records(handle, path, archive):
+                if expire_at != -1 and expire_at <= now_ms:
+                    expired += 1
+                    continue
+                if expire_at == -1:
+                    pipe.restore(key, 0, payload, replace=True)
+                else:
+                    pipe.restore(key, expire_at, payload, replace=True, absttl=True)
+                    expiries.append(expire_at)
+                pending.append(key)
+                buffered += len(payload) + len(key)
+                if len(pending) >= BATCH or buffered >= _PIPELINE_BYTES:
+                    restored += _send(pipe, pending, plan.target)
+                    progress.add(raw.tell() - progress.done)
+                    pending, buffered = [], 0
+            if pending:
+                restored += _send(pipe, pending, plan.target)
+            progress.add(raw.tell() - progress.done)
+        progress.finish()
+        after_ms = _server_ms(client)
+        actual = int(client.dbsize())
+    may_have_expired = sum(1 for e in expiries if e <= after_ms)
+    if expired:
+        notes.append(f"{expired} key(s) had expired since the backup and were not restored")
+    if actual > restored:
+        notes.append(f"DB {plan.target} holds {actual - restored} key(s) more than were restored")
+    checks = (
+        CountCheck("keys", dataset.counts.get("keys", 0), restored + expired),
+        CountCheck("keys in the DB", restored, min(actual, restored), tolerance=may_have_expired),
+    )
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        raise BackupError(
+            f"Redis DB {plan.target} does not hold what {dataset.name} of the backup holds: "
+            + ", ".join(f"{c.item}: {c.expected} expected, {c.actual} found" for c in bad)
+            + ". Keys may have been evicted (maxmemory) or deleted while restoring."
+        )
+    return DatasetRestore(
+        dataset.name,
+        f"db{plan.target}",
+        bool(plan.holds and flush),
+        checks,
+        tuple(notes),
+        path.stat().st_size,
+    )
+
+
+def _send(pipe: Any, keys: list[bytes], db: int) -> int:
+    replies = pipe.execute(raise_on_error=False)
+    for key, reply in zip(keys, replies, strict=True):
+        if isinstance(reply, Exception):
+            raise BackupError(
+                f"Redis refused to restore key {key[:80]!r} into DB {db}: {reply}. "
+                "(A DUMP payload restores only on the same or a newer Redis version.)"
+            )
+    return len(keys)
+
+
+# -- drill ------------------------------------------------------------------
+
+
+def find_scratch_db(config: RedisConfig, *, avoid: Sequence[int] = ()) -> int:
+    """The highest-numbered empty DB that no service holds and is not the registry's."""
+    from infra_lib.redis.allocator import RedisDbAllocator
+
+    with RedisDbAllocator(config) as allocator:
+        taken = set(allocator.list().values()) | {allocator.registry_db, *avoid}
+        databases = allocator.databases
+    for db in range(databases - 1, -1, -1):
+        if db in taken:
+            continue
+        with config.client(db) as client, _errors(config, f"inspect DB {db}"):
+            if client.dbsize() == 0:
+                return db
+    raise BackupError(
+        f"Redis at {config.address} has no empty DB that no service holds; a restore drill "
+        "needs one. Pass one explicitly."
+    )
+
+
+def drill_redis(
+    config: RedisConfig,
+    archive: Path,
+    *,
+    scratch_db: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> list[DatasetRestore]:
+    """Restore every DB of ``archive`` into an empty scratch DB in turn, compare, empty it."""
+    verify_archive(archive, on_progress=on_progress)
+    manifest = read_archive(archive).manifest
+    if manifest.target != "redis":
+        raise BackupError(f"{archive} is a {manifest.target} archive, not a redis one")
+    db = find_scratch_db(config) if scratch_db is None else scratch_db
+    results = []
+    for dataset in manifest.datasets:
+        with config.client(db) as client, _errors(config, f"inspect DB {db}"):
+            if client.dbsize():
+                raise BackupError(f"scratch DB {db} is not empty; a drill will not touch it")
+        try:
+            results.append(
+                _restore_db(
+                    config, archive, _Plan(dataset, db, 0), flush=False, on_progress=on_progress
+                )
+            )
+        finally:
+            with config.client(db) as client, _errors(config, f"empty scratch DB {db}"):
+                client.flushdb()
+    return results
