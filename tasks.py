@@ -233,12 +233,13 @@ def status(
 
 
 @task(
+    positional=["service"],
     help={
-        "service": "One service's logs (default: all).",
+        "service": "One service's logs (default: all); `inv logs postgres` works too.",
         "follow": "Keep streaming until Ctrl-C.",
         "tail": "Lines of history to show (default 100).",
         "env-file": "Use this env file instead of .env.",
-    }
+    },
 )
 def logs(
     c: Context,

@@ -24,14 +24,20 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.postgres.config import PostgresConfig
     from infra_lib.redis.config import RedisConfig
     from infra_lib.stack.settings import StackSettings
+    from infra_lib.storage.config import S3Config
 
 __all__ = [
+    "IsolatedBucketPrefix",
     "IsolatedDatabase",
     "IsolatedRedis",
+    "IsolatedRoom",
+    "infra_bucket_prefix",
     "infra_database",
+    "infra_livekit_room",
     "infra_redis",
     "infra_settings",
     "infra_worker_tag",
@@ -132,3 +138,73 @@ def infra_redis(infra_settings: StackSettings, infra_worker_tag: str) -> Iterato
             with client:
                 client.flushdb()
             allocator.release(owner)
+
+
+#: Bucket the isolated prefixes live in when the stack has no manifest bucket.
+TEST_BUCKET = "infra-tests"
+
+
+@dataclass(frozen=True, slots=True)
+class IsolatedBucketPrefix:
+    """A key prefix of its own in a shared test bucket."""
+
+    bucket: str
+    prefix: str
+    config: S3Config = field(repr=False)
+
+    def key(self, name: str) -> str:
+        """``name`` under this prefix."""
+        return f"{self.prefix}{name}"
+
+
+@pytest.fixture(scope="session")
+def infra_bucket_prefix(
+    infra_settings: StackSettings, infra_worker_tag: str
+) -> Iterator[IsolatedBucketPrefix]:
+    """A unique prefix in the ``infra-tests`` bucket; its objects are deleted afterwards."""
+    from minio.deleteobjects import DeleteObject
+
+    from infra_lib.storage.buckets import BucketManager
+    from infra_lib.storage.config import S3Config
+
+    config = S3Config.from_stack(infra_settings)
+    BucketManager(config).ensure_bucket(TEST_BUCKET)
+    isolated = IsolatedBucketPrefix(TEST_BUCKET, f"pytest/{infra_worker_tag}/", config)
+    try:
+        yield isolated
+    finally:
+        client = config.client()
+        doomed = (
+            DeleteObject(obj.object_name)
+            for obj in client.list_objects(TEST_BUCKET, prefix=isolated.prefix, recursive=True)
+            if obj.object_name is not None
+        )
+        errors = list(client.remove_objects(TEST_BUCKET, doomed))
+        if errors:
+            raise RuntimeError(f"could not delete test objects: {errors[:3]}")
+
+
+@dataclass(frozen=True, slots=True)
+class IsolatedRoom:
+    """A LiveKit room name of its own (the room is created for the session)."""
+
+    name: str
+    config: LiveKitConfig = field(repr=False)
+
+
+@pytest.fixture(scope="session")
+def infra_livekit_room(
+    infra_settings: StackSettings, infra_worker_tag: str
+) -> Iterator[IsolatedRoom]:
+    """A LiveKit room created for the session and deleted afterwards."""
+    from infra_lib.livekit.config import LiveKitConfig
+    from infra_lib.livekit.rooms import RoomService
+
+    config = LiveKitConfig.from_stack(infra_settings)
+    name = f"pytest-{infra_worker_tag}"
+    with RoomService(config) as rooms:
+        rooms.create_room(name)
+        try:
+            yield IsolatedRoom(name, config)
+        finally:
+            rooms.delete_room(name)

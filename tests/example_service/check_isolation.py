@@ -11,7 +11,12 @@ import psycopg
 import pytest
 import redis
 
-from infra_lib.testing import IsolatedDatabase, IsolatedRedis
+from infra_lib.testing import (
+    IsolatedBucketPrefix,
+    IsolatedDatabase,
+    IsolatedRedis,
+    IsolatedRoom,
+)
 
 RECORD = Path(os.environ["EXAMPLE_RECORD_DIR"])
 
@@ -33,9 +38,36 @@ def test_redis_db_is_private_to_this_worker(infra_redis: IsolatedRedis, n: int) 
         assert int(client.get("counter") or 0) >= 1
 
 
+@pytest.mark.parametrize("n", range(3))
+def test_bucket_prefix_is_private_to_this_worker(
+    infra_bucket_prefix: IsolatedBucketPrefix, n: int
+) -> None:
+    import io
+
+    client = infra_bucket_prefix.config.client()
+    key = infra_bucket_prefix.key(f"object-{n}")
+    client.put_object(infra_bucket_prefix.bucket, key, io.BytesIO(b"data"), 4)
+    names = [
+        o.object_name
+        for o in client.list_objects(infra_bucket_prefix.bucket, prefix=infra_bucket_prefix.prefix)
+    ]
+    assert key in names
+
+
+def test_livekit_room_exists(infra_livekit_room: IsolatedRoom) -> None:
+    from infra_lib.livekit.rooms import RoomService
+
+    with RoomService(infra_livekit_room.config) as rooms:
+        assert [r.name for r in rooms.list_rooms([infra_livekit_room.name])] == [
+            infra_livekit_room.name
+        ]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _record_what_this_worker_got(
-    infra_database: IsolatedDatabase, infra_redis: IsolatedRedis
+    infra_database: IsolatedDatabase,
+    infra_redis: IsolatedRedis,
+    infra_bucket_prefix: IsolatedBucketPrefix,
 ) -> Iterator[None]:
     # Each worker writes what it was given, so the caller can compare them.
     yield
@@ -45,5 +77,6 @@ def _record_what_this_worker_got(
         "role": infra_database.role,
         "redis_db": infra_redis.db,
         "owner": infra_redis.owner,
+        "prefix": infra_bucket_prefix.prefix,
     }
     (RECORD / f"{worker}.json").write_text(json.dumps(record))

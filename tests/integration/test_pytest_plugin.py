@@ -14,6 +14,7 @@ from infra_lib.postgres.config import PostgresConfig
 from infra_lib.redis.allocator import RedisDbAllocator
 from infra_lib.redis.config import RedisConfig
 from infra_lib.stack.settings import StackSettings
+from infra_lib.storage.config import S3Config
 
 from .conftest import ROOT
 
@@ -63,3 +64,7 @@ def test_example_service_suite_runs_isolated_under_xdist(
     with RedisDbAllocator(RedisConfig.from_stack(settings)) as allocator:
         owners = set(allocator.list())
     assert not owners & {r["owner"] for r in records}
+    assert records[0]["prefix"] != records[1]["prefix"]
+    client = S3Config.from_stack(settings).client()
+    for record in records:
+        assert list(client.list_objects("infra-tests", prefix=record["prefix"])) == []
