@@ -584,8 +584,11 @@ def _drill_rows(reports: Sequence[DrillReport]) -> None:
     help={
         "target": "postgres, redis, minio or all (default).",
         "service": "Only this service's database, Redis DB or storage prefixes (see infra.toml).",
-        "to": "Directory for the archives (default: backups/<project>).",
-        "keep": "Afterwards keep only the N newest archives of each target and scope (0: all).",
+        "to": "Directory for the archives (default: backups/<project>), or s3://BUCKET/PREFIX "
+        "to also upload each archive there (the local copy in backups/<project> is kept; the "
+        "bucket is created, private, if absent; BACKUP_S3_* variables select a managed S3).",
+        "keep": "Afterwards keep only the N newest archives of each target and scope (0: all); "
+        "with --to s3://... both locally and in the bucket.",
         "verify": "Restore each new archive into a scratch copy, compare counts, remove it.",
         "verify-only": "Run that restore drill on the newest existing archives; back up nothing.",
         "quiet": "No progress bars or tables: one line per archive.",
@@ -608,12 +611,19 @@ def backup(
     verbose: bool = False,
 ) -> None:
     """Back up PostgreSQL, Redis and MinIO into checked archives under backups/<project>/."""
-    from infra_lib.backup import jobs
+    from infra_lib.backup import jobs, remote
 
     _setup_logging(verbose)
     with _errors():
         stack = _stack(env_file)
-        dest = _backup_dir(stack, to)
+        store = None
+        if remote.is_s3_url(to):
+            store = remote.RemoteStore(
+                remote.remote_config(stack.settings, os.environ), remote.parse_s3_url(to)
+            )
+            if verify_only:
+                raise Exit("--verify-only drills local archives; drop --to s3://...", code=2)
+        dest = _backup_dir(stack, None if store is not None else to)
         targets = jobs.parse_targets(target)
         if verify_only:
             with _progress(quiet) as on_progress:
@@ -628,28 +638,37 @@ def backup(
                     service=service,
                     keep=keep or None,
                     verify=verify,
+                    remote=store,
                     on_progress=on_progress,
                 )
             reports = [o.drill for o in outcomes if o.drill is not None]
             if quiet:
                 for outcome in outcomes:
                     print(outcome.archive.path)
+                    if outcome.uploaded:
+                        print(outcome.uploaded)
             else:
                 from rich.table import Table
 
                 table = Table(title=f"backups of {stack.project_name!r} in {_shown(dest)}")
-                for column in ("archive", "scope", "datasets", "size", "seconds", "pruned"):
+                columns = ["archive", "scope", "datasets", "size", "seconds", "pruned"]
+                if store is not None:
+                    columns += ["uploaded", "pruned in S3"]
+                for column in columns:
                     table.add_column(column)
                 for outcome in outcomes:
                     info = outcome.archive
-                    table.add_row(
+                    row = [
                         info.name,
                         info.scope,
                         ", ".join(d.name for d in info.manifest.datasets) or "(nothing)",
                         _size(info.size),
                         f"{outcome.seconds:.1f}",
                         str(len(outcome.pruned)),
-                    )
+                    ]
+                    if store is not None:
+                        row += [outcome.uploaded or "no", str(len(outcome.pruned_remote))]
+                    table.add_row(*row)
                 _console().print(table)
         if reports and not quiet:
             _drill_rows(reports)
@@ -664,7 +683,7 @@ def backup(
 @task(
     name="backups",
     help={
-        "dir": "Directory of the archives (default: backups/<project>).",
+        "dir": "Directory of the archives (default: backups/<project>), or s3://BUCKET/PREFIX.",
         "target": "Only this target's archives.",
         "env-file": "Use this env file instead of .env.",
     },
@@ -675,13 +694,35 @@ def list_backups(
     """List the archives: time, target, scope, size, and whether a restore drill passed."""
     from rich.table import Table
 
+    from infra_lib.backup import remote
     from infra_lib.backup.archive import list_archives
     from infra_lib.backup.jobs import parse_targets
 
     with _errors():
         stack = _stack(env_file)
-        dest = _backup_dir(stack, dir_)
         targets = parse_targets(target)
+        if remote.is_s3_url(dir_):
+            store = remote.RemoteStore(
+                remote.remote_config(stack.settings, os.environ), remote.parse_s3_url(dir_)
+            )
+            found = [a for a in remote.list_remote(store) if a.target in targets]
+            table = Table(title=f"backups in {store.location}")
+            for column in ("time (UTC)", "target", "scope", "size", "verified", "archive"):
+                table.add_column(column)
+            for item in reversed(found):
+                table.add_row(
+                    f"{item.created_at:%Y-%m-%d %H:%M:%S}",
+                    item.target,
+                    item.scope,
+                    _size(item.size),
+                    "-",
+                    item.name,
+                )
+            _console().print(table)
+            if not found:
+                print(f"no complete archives in {store.location}")
+            return
+        dest = _backup_dir(stack, dir_)
         archives = [a for a in list_archives(dest) if a.target in targets]
         table = Table(title=f"backups in {_shown(dest)}")
         for column in ("time (UTC)", "target", "scope", "size", "verified", "archive"):
@@ -711,8 +752,10 @@ def list_backups(
     help={
         "target": "postgres, redis, minio or all (default).",
         "service": "Only this service's database, Redis DB or storage prefixes (see infra.toml).",
-        "from": "An archive directory, a directory of archives, or `latest` (default).",
-        "dir": "Where `latest` looks (default: backups/<project>).",
+        "from": "An archive directory, a directory of archives, s3://BUCKET/PREFIX/<archive> "
+        "(downloaded into a private temporary directory, checked, restored, removed), or "
+        "`latest` (default).",
+        "dir": "Where `latest` looks (default: backups/<project>), or s3://BUCKET/PREFIX.",
         "into": "Restore beside the original: a new database name, Redis DB number or bucket.",
         "force": "Replace existing data (the database is dropped, the DB flushed, the objects "
         "deleted) once the archive has been checked.",
@@ -736,23 +779,41 @@ def restore_backup(
     verbose: bool = False,
 ) -> None:
     """Restore from an archive, checked first; refuses to overwrite data without --force."""
-    from infra_lib.backup import jobs
+    from infra_lib.backup import jobs, remote
 
     _setup_logging(verbose)
     with _errors():
         stack = _stack(env_file)
-        with _progress(quiet) as on_progress:
-            reports = jobs.restore(
-                stack,
-                jobs.parse_targets(target),
-                dest=_backup_dir(stack, dir_),
-                source="latest" if from_ == "latest" else Path(from_).resolve(),
-                manifest=_backup_manifest(service, manifest),
-                service=service,
-                into=into,
-                force=force,
-                on_progress=on_progress,
-            )
+        url = from_ if remote.is_s3_url(from_) else dir_ if from_ == "latest" else None
+        if remote.is_s3_url(url):
+            location, name = remote.split_archive_url(url)
+            store = remote.RemoteStore(remote.remote_config(stack.settings, os.environ), location)
+            with _progress(quiet) as on_progress:
+                reports = jobs.restore_remote(
+                    stack,
+                    jobs.parse_targets(target),
+                    remote=store,
+                    work_dir=_backup_dir(stack, None),
+                    name=name,
+                    manifest=_backup_manifest(service, manifest),
+                    service=service,
+                    into=into,
+                    force=force,
+                    on_progress=on_progress,
+                )
+        else:
+            with _progress(quiet) as on_progress:
+                reports = jobs.restore(
+                    stack,
+                    jobs.parse_targets(target),
+                    dest=_backup_dir(stack, dir_),
+                    source="latest" if from_ == "latest" else Path(from_).resolve(),
+                    manifest=_backup_manifest(service, manifest),
+                    service=service,
+                    into=into,
+                    force=force,
+                    on_progress=on_progress,
+                )
         if quiet:
             return
         from rich.table import Table

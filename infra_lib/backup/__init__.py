@@ -4,6 +4,7 @@
   listing, verification, retention, drill marker).
 - ``postgres.py``, ``redis.py``, ``minio.py``: one backup/restore/drill per target.
 - ``jobs.py``: what the Invoke tasks call against the compose stack.
+- ``remote.py``: archives in an S3 bucket (upload, list, prune, download).
 - ``streams.py``: moving a program's output to disk in big chunks.
 
 Names are loaded on first use, so importing this package does not import

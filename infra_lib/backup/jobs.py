@@ -38,8 +38,10 @@ from infra_lib.errors import BackupError, ConfigError
 
 if TYPE_CHECKING:
     from infra_lib.backup.minio import BucketScope
+    from infra_lib.backup.remote import RemoteStore
     from infra_lib.manifest import Manifest, ServiceManifest
     from infra_lib.stack.compose import Stack
+    from infra_lib.storage.config import S3Config
 
 __all__ = [
     "BackupOutcome",
@@ -49,6 +51,7 @@ __all__ = [
     "drill_latest",
     "parse_targets",
     "restore",
+    "restore_remote",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,9 @@ class BackupOutcome:
     pruned: tuple[Path, ...]
     seconds: float
     drill: DrillReport | None = None
+    #: ``s3://.../<archive name>`` once uploaded with ``remote=``.
+    uploaded: str | None = None
+    pruned_remote: tuple[str, ...] = ()
 
 
 def default_dest(root: Path, project: str) -> Path:
@@ -167,13 +173,15 @@ def backup(
     service: str | None = None,
     keep: int | None = None,
     verify: bool = False,
+    remote: RemoteStore | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[BackupOutcome]:
     """Back up each target (one service's data with ``service``) into ``dest``.
 
-    After each archive is written, ``keep`` prunes that target's archives of
-    the same scope to the newest ``keep``, and ``verify`` runs a restore
-    drill on the new archive. Stops at the first failure.
+    After each archive is written, ``verify`` runs a restore drill on it,
+    ``remote`` uploads it (kept locally as well; not when its drill failed),
+    and ``keep`` prunes that target's archives of the same scope to the
+    newest ``keep``, locally and in ``remote``. Stops at the first failure.
     """
     if keep is not None and keep < 1:
         raise ConfigError(f"--keep must be at least 1, not {keep}")
@@ -182,15 +190,29 @@ def backup(
     outcomes = []
     for target in _targets_for(targets, chosen):
         started = time.monotonic()
-        archive = _backup_one(stack, target, dest, manifest, chosen, scope, on_progress)
+        archive = _backup_one(
+            stack, target, dest, manifest, chosen, scope, on_progress, _own_bucket(stack, remote)
+        )
         seconds = time.monotonic() - started
         report = (
             drill(stack, target, dest=dest, archive=archive.path, on_progress=on_progress)
             if verify
             else None
         )
+        uploaded: str | None = None
+        pruned_remote: tuple[str, ...] = ()
+        if remote is not None and (report is None or report.ok):
+            from infra_lib.backup.remote import prune_remote, upload_archive
+
+            uploaded = upload_archive(remote, archive, on_progress=on_progress)
+            if keep is not None:
+                pruned_remote = tuple(prune_remote(remote, target, keep, scope=scope))
         pruned = tuple(prune(dest, target, keep, scope=scope)) if keep is not None else ()
-        outcomes.append(BackupOutcome(read_archive(archive.path), pruned, seconds, report))
+        outcomes.append(
+            BackupOutcome(
+                read_archive(archive.path), pruned, seconds, report, uploaded, pruned_remote
+            )
+        )
     return outcomes
 
 
@@ -202,6 +224,7 @@ def _backup_one(
     service: ServiceManifest | None,
     scope: str,
     on_progress: ProgressCallback | None,
+    skip_bucket: str | None = None,
 ) -> ArchiveInfo:
     if target == "postgres":
         from infra_lib.backup.postgres import PostgresSource, backup_postgres
@@ -229,14 +252,42 @@ def _backup_one(
     from infra_lib.backup.minio import backup_minio
     from infra_lib.storage.config import S3Config
 
+    store = S3Config.from_stack(stack.settings)
     scopes = [_bucket_scope(manifest, service)] if service is not None else None
+    if scopes is None and skip_bucket is not None:
+        scopes = _buckets_except(store, skip_bucket)
     return backup_minio(
-        S3Config.from_stack(stack.settings),
+        store,
         dest,
         scopes=scopes,
         scope=scope,
         on_progress=on_progress,
     )
+
+
+def _own_bucket(stack: Stack, remote: RemoteStore | None) -> str | None:
+    """The backup bucket, when it lives on the stack's own MinIO.
+
+    Backing that bucket up with the rest would copy every earlier archive
+    into each new one.
+    """
+    if remote is None:
+        return None
+    from infra_lib.storage.config import S3Config
+
+    if remote.config.endpoint != S3Config.from_stack(stack.settings).endpoint:
+        return None
+    return remote.location.bucket
+
+
+def _buckets_except(store: S3Config, bucket: str) -> list[BucketScope]:
+    from infra_lib.backup.minio import BucketScope
+    from infra_lib.storage.config import translate_errors
+
+    with translate_errors(store, "list the buckets"):
+        names = [b.name for b in store.client().list_buckets()]
+    logger.info("backup: leaving out %s, which holds the backups themselves", bucket)
+    return [BucketScope(name) for name in names if name != bucket]
 
 
 # -- restore ----------------------------------------------------------------
@@ -327,6 +378,65 @@ def restore(
         reports.append(
             _restore_one(stack, target, archive, manifest, chosen, into, force, on_progress)
         )
+    return reports
+
+
+def restore_remote(
+    stack: Stack,
+    targets: Sequence[Target],
+    *,
+    remote: RemoteStore,
+    work_dir: Path,
+    name: str | None = None,
+    manifest: Manifest | None = None,
+    service: str | None = None,
+    into: str | None = None,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> list[RestoreReport]:
+    """:func:`restore` from archives in a bucket: archive ``name``, or each target's newest.
+
+    Each archive is downloaded into a private directory under ``work_dir``,
+    restored from there (checksums first, as for a local archive) and
+    removed afterwards.
+    """
+    from infra_lib.backup.remote import downloaded, find_remote, list_remote
+
+    chosen = _service(manifest, service) if service else None
+    if name is not None:
+        picked = [find_remote(remote, name)]
+        if picked[0].target not in targets:
+            raise ConfigError(
+                f"{picked[0].url} is a {picked[0].target} archive, but --target asks for "
+                f"{', '.join(targets)}"
+            )
+        targets = [picked[0].target]
+    targets = _targets_for(targets, chosen)
+    if into is not None and len(targets) != 1:
+        raise ConfigError("--into names one database, DB or bucket: give one --target")
+    reports = []
+    for target in targets:
+        if name is not None:
+            archive = picked[0]
+        else:
+            wants = (
+                _holds_service_data(stack, manifest, chosen, target)
+                if chosen is not None and manifest is not None
+                else None
+            )
+            found = [a for a in list_remote(remote, target) if wants is None or wants(a.manifest)]
+            if not found:
+                what = f" holding {chosen.name}'s data" if chosen is not None else ""
+                raise BackupError(
+                    f"no complete {target} backup{what} in {remote.location}; make one with "
+                    f"`inv backup --to {remote.location}`"
+                )
+            archive = found[-1]
+        logger.info("restore: %s from %s", target, archive.url)
+        with downloaded(remote, archive, work_dir, on_progress=on_progress) as path:
+            reports.append(
+                _restore_one(stack, target, path, manifest, chosen, into, force, on_progress)
+            )
     return reports
 
 

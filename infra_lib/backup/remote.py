@@ -1,0 +1,497 @@
+"""Archives kept in an S3 bucket: uploaded, listed, pruned and downloaded for a restore.
+
+A remote archive mirrors the local directory, one object per file::
+
+    s3://team-backups/infra/20261122T010203Z-redis/manifest.json
+    s3://team-backups/infra/20261122T010203Z-redis/001-db0.jsonl.gz
+
+S3 has no atomic rename, so ``manifest.json`` plays its part: it is uploaded
+last, after every data file is in place and its size checked, and an archive
+without one is not listed, not picked as latest and not pruned. A failed
+upload deletes what it wrote, manifest first.
+
+Restores never read from the bucket directly: the archive is downloaded into
+a private directory and goes through the local restore path, which checks
+every sha256 before anything is changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeGuard
+
+from pydantic import ValidationError
+
+from infra_lib.backup.archive import (
+    MANIFEST_NAME,
+    ArchiveInfo,
+    ArchiveManifest,
+    ensure_private_dir,
+)
+from infra_lib.backup.model import ProgressCallback, Target
+from infra_lib.backup.streams import Throttle
+from infra_lib.errors import BackupError, ConfigError, InfraError, ServiceUnavailable
+from infra_lib.storage.keys import check_bucket_name, check_segment
+
+if TYPE_CHECKING:
+    from minio import Minio
+
+    from infra_lib.stack.settings import StackSettings
+    from infra_lib.storage.config import S3Config
+
+__all__ = [
+    "RemoteArchive",
+    "RemoteStore",
+    "S3Location",
+    "download_archive",
+    "find_remote",
+    "is_s3_url",
+    "list_remote",
+    "parse_s3_url",
+    "prune_remote",
+    "remote_config",
+    "split_archive_url",
+    "upload_archive",
+]
+
+logger = logging.getLogger(__name__)
+
+_SCHEME = "s3://"
+# The same names archive.py gives archive directories.
+_ARCHIVE_NAME = re.compile(
+    r"(?P<stamp>\d{8}T\d{6}Z)-(?P<target>postgres|redis|minio)(?:-(?P<seq>\d+))?"
+)
+_CHUNK = 1 << 20
+#: Environment variables that point backups at another S3 server than the stack's MinIO.
+ENV_ENDPOINT = "BACKUP_S3_ENDPOINT"
+ENV_ACCESS_KEY = "BACKUP_S3_ACCESS_KEY_ID"
+ENV_SECRET_KEY = "BACKUP_S3_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
+ENV_REGION = "BACKUP_S3_REGION"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    """A bucket and a key prefix (``""`` or ``a/b``, without slashes at either end)."""
+
+    bucket: str
+    prefix: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"{_SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{_SCHEME}{self.bucket}"
+
+    def key(self, *parts: str) -> str:
+        """The object key of ``parts`` under the prefix."""
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStore:
+    """Where remote archives go: the server's settings and the bucket/prefix on it."""
+
+    config: S3Config
+    location: S3Location
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteArchive:
+    """A complete archive in a bucket (one whose ``manifest.json`` is in place)."""
+
+    location: S3Location
+    name: str
+    manifest: ArchiveManifest
+
+    @property
+    def target(self) -> Target:
+        return self.manifest.target
+
+    @property
+    def scope(self) -> str:
+        return self.manifest.scope
+
+    @property
+    def created_at(self) -> datetime:
+        return self.manifest.created_at
+
+    @property
+    def size(self) -> int:
+        return self.manifest.size
+
+    @property
+    def url(self) -> str:
+        return f"{self.location.url}/{self.name}"
+
+
+# -- URLs and configuration --------------------------------------------------
+
+
+def is_s3_url(text: str | None) -> TypeGuard[str]:
+    """Whether a ``--to``/``--dir``/``--from`` value means a bucket rather than a directory."""
+    return text is not None and text.lower().startswith(_SCHEME)
+
+
+def parse_s3_url(url: str) -> S3Location:
+    """``s3://bucket[/prefix]`` as an :class:`S3Location`; ConfigError when malformed."""
+    if not is_s3_url(url):
+        raise ConfigError(f"{url!r} is not an s3:// URL; write s3://BUCKET/PREFIX")
+    rest = url[len(_SCHEME) :]
+    if any(c in rest for c in "?#") or "@" in rest.split("/", 1)[0]:
+        raise ConfigError(
+            f"{url!r}: an s3:// URL is s3://BUCKET/PREFIX only, without credentials, query or "
+            "fragment (credentials come from the environment)"
+        )
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigError(f"{url!r} names no bucket; write s3://BUCKET/PREFIX")
+    try:
+        check_bucket_name(bucket)
+    except ConfigError as exc:
+        raise ConfigError(f"{url!r}: {exc}") from None
+    prefix = prefix.strip("/")
+    if prefix:
+        for segment in prefix.split("/"):
+            try:
+                check_segment(segment, what="prefix segment")
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{url!r}: {exc}; the prefix must be plain names joined by single '/', "
+                    "with no '.' or '..' segments"
+                ) from None
+    return S3Location(bucket, prefix)
+
+
+def split_archive_url(url: str) -> tuple[S3Location, str | None]:
+    """``s3://b/p/<archive name>`` as ``(s3://b/p, name)``; any other URL as ``(it, None)``."""
+    location = parse_s3_url(url)
+    head, _, last = location.prefix.rpartition("/")
+    if _ARCHIVE_NAME.fullmatch(last):
+        return S3Location(location.bucket, head), last
+    return location, None
+
+
+def remote_config(settings: StackSettings, environ: Mapping[str, str]) -> S3Config:
+    """The server remote archives go to.
+
+    With ``BACKUP_S3_ENDPOINT`` set, a managed S3 server described by it,
+    ``BACKUP_S3_ACCESS_KEY_ID``, ``BACKUP_S3_SECRET_ACCESS_KEY`` and
+    ``BACKUP_S3_REGION`` (default ``us-east-1``); otherwise the stack's own
+    MinIO with its root credentials.
+    """
+    from infra_lib.storage.config import S3Config
+
+    endpoint = environ.get(ENV_ENDPOINT, "")
+    if not endpoint:
+        return S3Config.from_stack(settings)
+    missing = [name for name in (ENV_ACCESS_KEY, ENV_SECRET_KEY) if not environ.get(name)]
+    if missing:
+        raise ConfigError(f"{ENV_ENDPOINT} is set, so set {' and '.join(missing)} too")
+    return S3Config(
+        endpoint=endpoint,
+        access_key=environ[ENV_ACCESS_KEY],
+        secret_key=environ[ENV_SECRET_KEY],
+        region=environ.get(ENV_REGION) or "us-east-1",
+    )
+
+
+@contextmanager
+def _errors(store: RemoteStore, action: str) -> Iterator[None]:
+    from minio.error import MinioException, S3Error
+    from urllib3.exceptions import HTTPError
+
+    where = f"{store.config.endpoint} ({store.location})"
+    try:
+        yield
+    except InfraError:
+        raise
+    except S3Error as exc:
+        raise BackupError(f"S3 at {where} refused to {action}: {exc.code}: {exc.message}") from exc
+    except (HTTPError, OSError, MinioException) as exc:
+        raise ServiceUnavailable(
+            f"cannot reach S3 at {where} to {action}: {exc}", service="minio"
+        ) from exc
+
+
+# -- upload -----------------------------------------------------------------
+
+
+def ensure_bucket(store: RemoteStore, client: Minio | None = None) -> None:
+    """Create the bucket if absent; a new one is private (no policy, nothing public)."""
+    client = client or store.config.client()
+    bucket = store.location.bucket
+    with _errors(store, f"check bucket {bucket}"):
+        if client.bucket_exists(bucket):
+            return
+    with _errors(store, f"create bucket {bucket}"):
+        client.make_bucket(bucket)
+    logger.info("backup: created the private bucket %s", bucket)
+
+
+def upload_archive(
+    store: RemoteStore,
+    archive: ArchiveInfo,
+    *,
+    with_manifest: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> str:
+    """Copy a complete local archive to ``<prefix>/<archive name>/``; return its URL.
+
+    The bucket is created (private) if absent.
+
+    Data files go first, each one's stored size is checked, and
+    ``manifest.json`` goes last. On any failure everything uploaded for this
+    archive is deleted and :class:`BackupError` (or ``ServiceUnavailable``)
+    raised. ``with_manifest=False`` stops before the manifest, leaving what
+    an interrupted upload leaves.
+    """
+    client = store.config.client()
+    ensure_bucket(store, client)
+    files = [f.name for f in archive.manifest.files]
+    expected = {f.name: f.size for f in archive.manifest.files}
+    uploaded: list[str] = []
+    progress = Throttle(on_progress, f"upload {archive.name}", archive.size)
+    try:
+        for name in files:
+            uploaded.append(_put(store, client, archive, name))
+            progress.add(expected[name])
+        for name in files:
+            _check_size(store, client, archive.name, name, expected[name])
+        if with_manifest:
+            manifest_size = (archive.path / MANIFEST_NAME).stat().st_size
+            uploaded.append(_put(store, client, archive, MANIFEST_NAME))
+            _check_size(store, client, archive.name, MANIFEST_NAME, manifest_size)
+    except BaseException:
+        try:
+            _delete_keys(store, client, uploaded)
+        except InfraError as cleanup:
+            # The upload's own error is the one to report; this only leaves litter.
+            logger.warning(
+                "backup: could not remove the partial upload of %s: %s", archive.name, cleanup
+            )
+        raise
+    progress.finish()
+    url = f"{store.location.url}/{archive.name}"
+    logger.info("backup: uploaded %s to %s", archive.path, url)
+    return url
+
+
+def _put(store: RemoteStore, client: Minio, archive: ArchiveInfo, name: str) -> str:
+    key = store.location.key(archive.name, name)
+    with _errors(store, f"upload {key}"):
+        client.fput_object(
+            store.location.bucket,
+            key,
+            str(archive.path / name),
+            content_type="application/json"
+            if name == MANIFEST_NAME
+            else "application/octet-stream",
+        )
+    return key
+
+
+def _check_size(store: RemoteStore, client: Minio, archive: str, name: str, size: int) -> None:
+    key = store.location.key(archive, name)
+    with _errors(store, f"check {key}"):
+        stored = client.stat_object(store.location.bucket, key).size
+    if stored != size:
+        raise BackupError(
+            f"{store.location.url}/{archive}/{name} holds {stored} bytes after the upload, "
+            f"but the local file has {size}; the upload was removed"
+        )
+
+
+def _delete_keys(store: RemoteStore, client: Minio, keys: Sequence[str]) -> None:
+    """Delete ``keys``, manifests first, so a half-deleted archive is never listed."""
+    from minio.deleteobjects import DeleteObject
+
+    manifests = [k for k in keys if k.endswith(f"/{MANIFEST_NAME}")]
+    rest = [k for k in keys if not k.endswith(f"/{MANIFEST_NAME}")]
+    with _errors(store, "delete an archive's objects"):
+        for batch in (manifests, rest):
+            if not batch:
+                continue
+            errors = list(
+                client.remove_objects(store.location.bucket, [DeleteObject(k) for k in batch])
+            )
+            if errors:
+                raise BackupError(
+                    f"could not delete {len(errors)} object(s) in {store.location}: "
+                    f"{errors[0].code}: {errors[0].message} ({errors[0].name})"
+                )
+
+
+# -- listing and retention --------------------------------------------------
+
+
+def _order(name: str) -> tuple[str, int, str]:
+    match = _ARCHIVE_NAME.fullmatch(name)
+    if match is None:
+        return ("", 0, name)
+    return (match["stamp"], int(match["seq"] or 1), name)
+
+
+def list_remote(store: RemoteStore, target: Target | None = None) -> list[RemoteArchive]:
+    """Complete archives under the prefix (of ``target`` if given), oldest first.
+
+    An archive counts only once its ``manifest.json`` is there and valid;
+    ordering is by the time in its name.
+    """
+    client = store.config.client()
+    base = store.location.key() + "/" if store.location.prefix else ""
+    found: list[RemoteArchive] = []
+    with _errors(store, "list archives"):
+        if not client.bucket_exists(store.location.bucket):
+            return []
+        names = [
+            obj.object_name[len(base) : -len(MANIFEST_NAME) - 1]
+            for obj in client.list_objects(store.location.bucket, prefix=base, recursive=True)
+            if obj.object_name is not None
+            and obj.object_name.endswith(f"/{MANIFEST_NAME}")
+            and obj.object_name.count("/") == base.count("/") + 1
+        ]
+    for name in names:
+        match = _ARCHIVE_NAME.fullmatch(name)
+        if match is None or (target is not None and match["target"] != target):
+            continue
+        manifest = _read_manifest(store, client, name)
+        if manifest is None:
+            continue
+        if manifest.target != match["target"]:
+            logger.warning(
+                "backup: skipping %s/%s: its manifest is for %s",
+                store.location,
+                name,
+                manifest.target,
+            )
+            continue
+        found.append(RemoteArchive(store.location, name, manifest))
+    found.sort(key=lambda a: _order(a.name))
+    return found
+
+
+def _read_manifest(store: RemoteStore, client: Minio, name: str) -> ArchiveManifest | None:
+    key = store.location.key(name, MANIFEST_NAME)
+    with _errors(store, f"read {key}"):
+        response = client.get_object(store.location.bucket, key)
+        try:
+            raw = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+    try:
+        return ArchiveManifest.model_validate_json(raw)
+    except ValidationError as exc:
+        logger.warning(
+            "backup: skipping %s/%s: invalid %s: %s", store.location, name, MANIFEST_NAME, exc
+        )
+        return None
+
+
+def find_remote(store: RemoteStore, name: str) -> RemoteArchive:
+    """The complete archive ``name``; BackupError when it is absent or incomplete."""
+    for archive in list_remote(store):
+        if archive.name == name:
+            return archive
+    raise BackupError(
+        f"{store.location}/{name} is not a complete archive (no such archive, or its upload "
+        f"did not finish: no {MANIFEST_NAME}); list them with `inv backups --dir {store.location}`"
+    )
+
+
+def prune_remote(
+    store: RemoteStore, target: Target, keep: int, *, scope: str | None = None
+) -> list[str]:
+    """Delete all but the ``keep`` newest complete remote archives of ``target`` (and scope).
+
+    Returns the URLs removed. Incomplete uploads are left alone, as locally.
+    """
+    if isinstance(keep, bool) or keep < 1:
+        raise ConfigError(f"--keep must be at least 1, not {keep!r}")
+    archives = [a for a in list_remote(store, target) if scope is None or a.scope == scope]
+    doomed = archives[: max(0, len(archives) - keep)]
+    if not doomed:
+        return []
+    client = store.config.client()
+    for archive in doomed:
+        base = store.location.key(archive.name) + "/"
+        with _errors(store, f"list {base}"):
+            keys = [
+                o.object_name
+                for o in client.list_objects(store.location.bucket, prefix=base, recursive=True)
+                if o.object_name is not None
+            ]
+        _delete_keys(store, client, keys)
+        logger.info("backup: pruned %s", archive.url)
+    return [a.url for a in doomed]
+
+
+# -- download ---------------------------------------------------------------
+
+
+def download_archive(
+    store: RemoteStore,
+    archive: RemoteArchive,
+    into: Path,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> Path:
+    """Copy ``archive`` into ``into/<name>/`` (0700, files 0600) and return that path.
+
+    Only ``manifest.json`` and the files it lists are fetched; nothing is
+    checked here, because the restore that follows verifies every sha256.
+    """
+    client = store.config.client()
+    path = into / archive.name
+    ensure_private_dir(path)
+    progress = Throttle(on_progress, f"download {archive.name}", archive.size)
+    for name in [*(f.name for f in archive.manifest.files), MANIFEST_NAME]:
+        key = store.location.key(archive.name, name)
+        with _errors(store, f"download {key}"):
+            response = client.get_object(store.location.bucket, key)
+            try:
+                fd = os.open(
+                    path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                )
+                with os.fdopen(fd, "wb") as handle:
+                    for chunk in response.stream(_CHUNK):
+                        handle.write(chunk)
+                        if name != MANIFEST_NAME:
+                            progress.add(len(chunk))
+            finally:
+                response.close()
+                response.release_conn()
+    progress.finish()
+    return path
+
+
+@contextmanager
+def downloaded(
+    store: RemoteStore,
+    archive: RemoteArchive,
+    work_dir: Path,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[Path]:
+    """:func:`download_archive` into a private directory under ``work_dir``, removed afterwards.
+
+    ``work_dir`` is the local backup directory rather than ``/tmp``, which
+    is often a small tmpfs; the ``.restore-`` name keeps it out of listings.
+    """
+    ensure_private_dir(work_dir)
+    temp = Path(tempfile.mkdtemp(prefix=".restore-", dir=work_dir))
+    try:
+        temp.chmod(0o700)
+        yield download_archive(store, archive, temp, on_progress=on_progress)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
