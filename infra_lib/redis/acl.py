@@ -145,6 +145,7 @@ def ensure_acl_user(
             return Change.UNCHANGED
         if not dry_run:
             _setuser(client, username, ["reset", "on", f">{password}", *rules])
+            _persist(client)
     change = Change.CREATED if current is None else Change.CHANGED
     if dry_run:
         return change
@@ -165,6 +166,8 @@ def delete_acl_user(client_or_config: redis.Redis | RedisConfig, username: str) 
         ),
     ):
         deleted = client.acl_deluser(username) > 0
+        if deleted:
+            _persist(client)
     if deleted:
         _log.info("Redis ACL user %s deleted", username)
     return deleted
@@ -229,6 +232,29 @@ def _client_secrets(client_or_config: redis.Redis | RedisConfig) -> list[str | N
     if isinstance(client_or_config, RedisConfig):
         return [client_or_config.password]
     return [client_or_config.get_connection_kwargs().get("password")]
+
+
+def _persist(client: redis.Redis) -> None:
+    """Write the users to the server's ACL file, when it has one.
+
+    Users made with ACL SETUSER live in memory only; without this a Redis
+    restart would lock every service out until the next provisioning. The
+    compose stack configures ``aclfile``; a managed server may have none, or
+    may refuse CONFIG, and then keeps users its own way.
+    """
+    try:
+        reply = _command(client)("CONFIG", "GET", "aclfile")
+    except redis.exceptions.ResponseError:
+        _log.debug("CONFIG GET aclfile refused; not saving ACL users to a file")
+        return
+    # redis-py parses CONFIG GET into a dict; RESP3 or raw replies are a flat list.
+    value: object = ""
+    if isinstance(reply, dict):
+        value = next(iter(reply.values()), "")
+    elif isinstance(reply, list | tuple) and len(reply) >= 2:
+        value = reply[1]
+    if _text(value):
+        _command(client)("ACL", "SAVE")
 
 
 def _setuser(client: redis.Redis, username: str, rules: Sequence[str]) -> None:

@@ -162,17 +162,16 @@ class Stack:
     ) -> list[ServiceStatus]:
         """Start ``services`` (all by default) and wait until they are healthy.
 
-        A no-op when every requested service already runs healthy. Ports of
+        Running services whose configuration is unchanged are left alone (a
+        fast no-op); changed ones are recreated. Ports of
         services that are not running are checked first, so a taken port is
         reported with the variable that moves it. On failure raises
         :class:`ServiceUnhealthy` naming the service, with its last log lines.
         """
         specs = self.resolve(services)
         before = {s.name: s for s in self.status([s.name for s in specs])}
-        if all(s.ok for s in before.values()):
-            logger.info("all requested services already run healthy; nothing to do")
-            return list(before.values())
-
+        # Compose itself is the no-op check: it leaves containers whose config
+        # is unchanged alone and recreates the ones whose config changed.
         check_ports_free(self.settings, [s for s in specs if before[s.name].state != "running"])
 
         names = [s.name for s in specs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from pathlib import Path
 
 import psycopg
@@ -15,6 +16,7 @@ from infra_lib.manifest import load_manifest
 from infra_lib.postgres.config import PostgresConfig
 from infra_lib.provision import ProvisionReport, provision, read_service_env
 from infra_lib.redis.config import RedisConfig
+from infra_lib.stack.compose import Stack
 from infra_lib.stack.settings import StackSettings
 from infra_lib.storage.config import S3Config
 
@@ -162,3 +164,19 @@ def test_each_service_writes_only_under_its_own_prefix(
         theirs = read_service_env(env_dir, other).values["S3_PREFIXES"].split(",")[0]
         with pytest.raises(S3Error, match=r"AccessDenied|Access Denied"):
             client.put_object(bucket, f"{theirs}intruder", io.BytesIO(b"x"), 1)
+
+
+def test_acl_users_survive_a_redis_restart(
+    stack: Stack, env_dir: Path, provisioned: ProvisionReport
+) -> None:
+    from infra_lib.stack.probes import wait_for
+
+    stack.docker.compose.restart(["redis"])
+    wait_for(stack.settings, ["redis"], timeout=60)
+    # Leave the stack as found: healthy in Docker's eyes too, for the tests after this one.
+    deadline = time.monotonic() + 60
+    while not stack.status(["redis"])[0].ok and time.monotonic() < deadline:
+        time.sleep(0.5)
+    env = read_service_env(env_dir, "board-service").values
+    with redis.Redis.from_url(env["REDIS_URL"]) as client:
+        assert client.ping()
