@@ -587,6 +587,9 @@ def _drill_rows(reports: Sequence[DrillReport]) -> None:
         "to": "Directory for the archives (default: backups/<project>), or s3://BUCKET/PREFIX "
         "to also upload each archive there (the local copy in backups/<project> is kept; the "
         "bucket is created, private, if absent; BACKUP_S3_* variables select a managed S3).",
+        "encrypt": "Encrypt the uploaded copies (AES-256-GCM, key from scrypt) with the "
+        "passphrase in BACKUP_PASSPHRASE (at least 12 characters; never an argument). "
+        "Needs --to s3://...; the local copies stay as they are. Lose it and you lose them.",
         "keep": "Afterwards keep only the N newest archives of each target and scope (0: all); "
         "with --to s3://... both locally and in the bucket.",
         "verify": "Restore each new archive into a scratch copy, compare counts, remove it.",
@@ -605,16 +608,28 @@ def backup(
     keep: int = 0,
     verify: bool = False,
     verify_only: bool = False,
+    encrypt: bool = False,
     quiet: bool = False,
     manifest: str | None = None,
     env_file: str | None = None,
     verbose: bool = False,
 ) -> None:
     """Back up PostgreSQL, Redis and MinIO into checked archives under backups/<project>/."""
-    from infra_lib.backup import jobs, remote
+    from infra_lib.backup import crypto, jobs, remote
 
     _setup_logging(verbose)
     with _errors():
+        passphrase = None
+        if encrypt:
+            if not remote.is_s3_url(to):
+                raise Exit("--encrypt encrypts uploads; add --to s3://BUCKET/PREFIX", code=2)
+            passphrase = crypto.passphrase_from(os.environ)
+            if passphrase is None:
+                raise Exit(
+                    f"--encrypt reads the passphrase from {crypto.ENV_PASSPHRASE} only; set it "
+                    f"(at least {crypto.MIN_PASSPHRASE} characters) in the environment",
+                    code=2,
+                )
         stack = _stack(env_file)
         store = None
         if remote.is_s3_url(to):
@@ -639,6 +654,7 @@ def backup(
                     keep=keep or None,
                     verify=verify,
                     remote=store,
+                    passphrase=passphrase,
                     on_progress=on_progress,
                 )
             reports = [o.drill for o in outcomes if o.drill is not None]
@@ -753,7 +769,8 @@ def list_backups(
         "target": "postgres, redis, minio or all (default).",
         "service": "Only this service's database, Redis DB or storage prefixes (see infra.toml).",
         "from": "An archive directory, a directory of archives, s3://BUCKET/PREFIX/<archive> "
-        "(downloaded into a private temporary directory, checked, restored, removed), or "
+        "(downloaded into a private temporary directory, checked, restored, removed; an "
+        "encrypted one is decrypted with the passphrase in BACKUP_PASSPHRASE), or "
         "`latest` (default).",
         "dir": "Where `latest` looks (default: backups/<project>), or s3://BUCKET/PREFIX.",
         "into": "Restore beside the original: a new database name, Redis DB number or bucket.",
@@ -786,6 +803,8 @@ def restore_backup(
         stack = _stack(env_file)
         url = from_ if remote.is_s3_url(from_) else dir_ if from_ == "latest" else None
         if remote.is_s3_url(url):
+            from infra_lib.backup.crypto import passphrase_from
+
             location, name = remote.split_archive_url(url)
             store = remote.RemoteStore(remote.remote_config(stack.settings, os.environ), location)
             with _progress(quiet) as on_progress:
@@ -799,6 +818,7 @@ def restore_backup(
                     service=service,
                     into=into,
                     force=force,
+                    passphrase=passphrase_from(os.environ),
                     on_progress=on_progress,
                 )
         else:

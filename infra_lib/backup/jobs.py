@@ -37,6 +37,7 @@ from infra_lib.backup.model import (
 from infra_lib.errors import BackupError, ConfigError
 
 if TYPE_CHECKING:
+    from infra_lib.backup.crypto import Passphrase
     from infra_lib.backup.minio import BucketScope
     from infra_lib.backup.remote import RemoteStore
     from infra_lib.manifest import Manifest, ServiceManifest
@@ -174,6 +175,7 @@ def backup(
     keep: int | None = None,
     verify: bool = False,
     remote: RemoteStore | None = None,
+    passphrase: Passphrase | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[BackupOutcome]:
     """Back up each target (one service's data with ``service``) into ``dest``.
@@ -182,9 +184,13 @@ def backup(
     ``remote`` uploads it (kept locally as well; not when its drill failed),
     and ``keep`` prunes that target's archives of the same scope to the
     newest ``keep``, locally and in ``remote``. Stops at the first failure.
+    With ``passphrase`` the uploaded copies are encrypted (the local ones
+    are not).
     """
     if keep is not None and keep < 1:
         raise ConfigError(f"--keep must be at least 1, not {keep}")
+    if passphrase is not None and remote is None:
+        raise ConfigError("encryption applies to uploaded archives; add --to s3://BUCKET/PREFIX")
     chosen = _service(manifest, service) if service else None
     scope = f"service:{service}" if service else "all"
     outcomes = []
@@ -204,7 +210,9 @@ def backup(
         if remote is not None and (report is None or report.ok):
             from infra_lib.backup.remote import prune_remote, upload_archive
 
-            uploaded = upload_archive(remote, archive, on_progress=on_progress)
+            uploaded = upload_archive(
+                remote, archive, passphrase=passphrase, on_progress=on_progress
+            )
             if keep is not None:
                 pruned_remote = tuple(prune_remote(remote, target, keep, scope=scope))
         pruned = tuple(prune(dest, target, keep, scope=scope)) if keep is not None else ()
@@ -392,13 +400,14 @@ def restore_remote(
     service: str | None = None,
     into: str | None = None,
     force: bool = False,
+    passphrase: Passphrase | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[RestoreReport]:
     """:func:`restore` from archives in a bucket: archive ``name``, or each target's newest.
 
     Each archive is downloaded into a private directory under ``work_dir``,
     restored from there (checksums first, as for a local archive) and
-    removed afterwards.
+    removed afterwards. Encrypted archives need ``passphrase``.
     """
     from infra_lib.backup.remote import downloaded, find_remote, list_remote
 
@@ -433,7 +442,9 @@ def restore_remote(
                 )
             archive = found[-1]
         logger.info("restore: %s from %s", target, archive.url)
-        with downloaded(remote, archive, work_dir, on_progress=on_progress) as path:
+        with downloaded(
+            remote, archive, work_dir, passphrase=passphrase, on_progress=on_progress
+        ) as path:
             reports.append(
                 _restore_one(stack, target, path, manifest, chosen, into, force, on_progress)
             )

@@ -13,10 +13,19 @@ upload deletes what it wrote, manifest first.
 Restores never read from the bucket directly: the archive is downloaded into
 a private directory and goes through the local restore path, which checks
 every sha256 before anything is changed.
+
+With a passphrase each data file is encrypted as it is uploaded (see
+:mod:`infra_lib.backup.crypto`) and decrypted as it is downloaded. The
+manifest stays readable, so archives can be listed without the passphrase;
+it gains an ``encryption`` block with the public key-derivation parameters,
+while its sizes and sha256 stay those of the plaintext, which the local
+restore path checks after decryption as for any archive.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import re
@@ -27,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeGuard, cast
 
 from pydantic import ValidationError
 
@@ -37,9 +46,23 @@ from infra_lib.backup.archive import (
     ArchiveManifest,
     ensure_private_dir,
 )
+from infra_lib.backup.crypto import (
+    ArchiveKey,
+    EncryptingReader,
+    EncryptionInfo,
+    Passphrase,
+    decrypt_stream,
+    encrypted_size,
+)
 from infra_lib.backup.model import ProgressCallback, Target
 from infra_lib.backup.streams import Throttle
-from infra_lib.errors import BackupError, ConfigError, InfraError, ServiceUnavailable
+from infra_lib.errors import (
+    BackupCorrupt,
+    BackupError,
+    ConfigError,
+    InfraError,
+    ServiceUnavailable,
+)
 from infra_lib.storage.keys import check_bucket_name, check_segment
 
 if TYPE_CHECKING:
@@ -71,6 +94,8 @@ _ARCHIVE_NAME = re.compile(
     r"(?P<stamp>\d{8}T\d{6}Z)-(?P<target>postgres|redis|minio)(?:-(?P<seq>\d+))?"
 )
 _CHUNK = 1 << 20
+#: The key a remote manifest adds to the local one; local manifests never have it.
+_ENCRYPTION = "encryption"
 #: Environment variables that point backups at another S3 server than the stack's MinIO.
 ENV_ENDPOINT = "BACKUP_S3_ENDPOINT"
 ENV_ACCESS_KEY = "BACKUP_S3_ACCESS_KEY_ID"
@@ -112,6 +137,12 @@ class RemoteArchive:
     location: S3Location
     name: str
     manifest: ArchiveManifest
+    #: How its data files were encrypted; None when they were uploaded as they are.
+    encryption: EncryptionInfo | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption is not None
 
     @property
     def target(self) -> Target:
@@ -243,11 +274,14 @@ def upload_archive(
     archive: ArchiveInfo,
     *,
     with_manifest: bool = True,
+    passphrase: Passphrase | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> str:
     """Copy a complete local archive to ``<prefix>/<archive name>/``; return its URL.
 
-    The bucket is created (private) if absent.
+    The bucket is created (private) if absent. With ``passphrase`` each data
+    file is encrypted while it streams up, under a key with its own salt
+    for this archive, and the manifest says how (never with what).
 
     Data files go first, each one's stored size is checked, and
     ``manifest.json`` goes last. On any failure everything uploaded for this
@@ -258,18 +292,31 @@ def upload_archive(
     client = store.config.client()
     ensure_bucket(store, client)
     files = [f.name for f in archive.manifest.files]
-    expected = {f.name: f.size for f in archive.manifest.files}
+    plain = {f.name: f.size for f in archive.manifest.files}
+    key = ArchiveKey.new(passphrase) if passphrase is not None else None
+    stored = {
+        name: size if key is None else encrypted_size(size, key.info.chunk_size)
+        for name, size in plain.items()
+    }
     uploaded: list[str] = []
     progress = Throttle(on_progress, f"upload {archive.name}", archive.size)
     try:
         for name in files:
-            uploaded.append(_put(store, client, archive, name))
-            progress.add(expected[name])
+            if key is None:
+                uploaded.append(_put(store, client, archive, name))
+            else:
+                uploaded.append(_put_encrypted(store, client, archive, name, plain[name], key))
+            progress.add(plain[name])
         for name in files:
-            _check_size(store, client, archive.name, name, expected[name])
+            _check_size(store, client, archive.name, name, stored[name])
         if with_manifest:
-            manifest_size = (archive.path / MANIFEST_NAME).stat().st_size
-            uploaded.append(_put(store, client, archive, MANIFEST_NAME))
+            if key is None:
+                manifest_size = (archive.path / MANIFEST_NAME).stat().st_size
+                uploaded.append(_put(store, client, archive, MANIFEST_NAME))
+            else:
+                body = _manifest_with(archive.path / MANIFEST_NAME, key.info)
+                manifest_size = len(body)
+                uploaded.append(_put_bytes(store, client, archive, MANIFEST_NAME, body))
             _check_size(store, client, archive.name, MANIFEST_NAME, manifest_size)
     except BaseException:
         try:
@@ -298,6 +345,44 @@ def _put(store: RemoteStore, client: Minio, archive: ArchiveInfo, name: str) -> 
             else "application/octet-stream",
         )
     return key
+
+
+def _put_encrypted(
+    store: RemoteStore, client: Minio, archive: ArchiveInfo, name: str, size: int, key: ArchiveKey
+) -> str:
+    object_key = store.location.key(archive.name, name)
+    with _errors(store, f"upload {object_key}"), (archive.path / name).open("rb") as source:
+        reader = EncryptingReader(key, name, source, size)
+        client.put_object(
+            store.location.bucket,
+            object_key,
+            cast("BinaryIO", reader),
+            encrypted_size(size, key.info.chunk_size),
+            content_type="application/octet-stream",
+        )
+    return object_key
+
+
+def _put_bytes(
+    store: RemoteStore, client: Minio, archive: ArchiveInfo, name: str, body: bytes
+) -> str:
+    key = store.location.key(archive.name, name)
+    with _errors(store, f"upload {key}"):
+        client.put_object(
+            store.location.bucket,
+            key,
+            io.BytesIO(body),
+            len(body),
+            content_type="application/json",
+        )
+    return key
+
+
+def _manifest_with(path: Path, info: EncryptionInfo) -> bytes:
+    """The local manifest with the ``encryption`` block added, as the bucket gets it."""
+    data: dict[str, Any] = json.loads(path.read_bytes())
+    data[_ENCRYPTION] = info.model_dump(mode="json")
+    return json.dumps(data, indent=2).encode() + b"\n"
 
 
 def _check_size(store: RemoteStore, client: Minio, archive: str, name: str, size: int) -> None:
@@ -364,9 +449,10 @@ def list_remote(store: RemoteStore, target: Target | None = None) -> list[Remote
         match = _ARCHIVE_NAME.fullmatch(name)
         if match is None or (target is not None and match["target"] != target):
             continue
-        manifest = _read_manifest(store, client, name)
-        if manifest is None:
+        read = _read_manifest(store, client, name)
+        if read is None:
             continue
+        manifest, encryption = read
         if manifest.target != match["target"]:
             logger.warning(
                 "backup: skipping %s/%s: its manifest is for %s",
@@ -375,12 +461,14 @@ def list_remote(store: RemoteStore, target: Target | None = None) -> list[Remote
                 manifest.target,
             )
             continue
-        found.append(RemoteArchive(store.location, name, manifest))
+        found.append(RemoteArchive(store.location, name, manifest, encryption))
     found.sort(key=lambda a: _order(a.name))
     return found
 
 
-def _read_manifest(store: RemoteStore, client: Minio, name: str) -> ArchiveManifest | None:
+def _read_manifest(
+    store: RemoteStore, client: Minio, name: str
+) -> tuple[ArchiveManifest, EncryptionInfo | None] | None:
     key = store.location.key(name, MANIFEST_NAME)
     with _errors(store, f"read {key}"):
         response = client.get_object(store.location.bucket, key)
@@ -390,12 +478,22 @@ def _read_manifest(store: RemoteStore, client: Minio, name: str) -> ArchiveManif
             response.close()
             response.release_conn()
     try:
-        return ArchiveManifest.model_validate_json(raw)
-    except ValidationError as exc:
+        data, block = _split_manifest(raw)
+        encryption = EncryptionInfo.model_validate(block) if block is not None else None
+        return ArchiveManifest.model_validate(data), encryption
+    except (ValidationError, ValueError, TypeError) as exc:
         logger.warning(
             "backup: skipping %s/%s: invalid %s: %s", store.location, name, MANIFEST_NAME, exc
         )
         return None
+
+
+def _split_manifest(raw: bytes) -> tuple[dict[str, Any], Any]:
+    """A remote manifest as (the local manifest's fields, its ``encryption`` block or None)."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise TypeError(f"{MANIFEST_NAME} is not a JSON object")
+    return data, data.pop(_ENCRYPTION, None)
 
 
 def find_remote(store: RemoteStore, name: str) -> RemoteArchive:
@@ -444,35 +542,74 @@ def download_archive(
     archive: RemoteArchive,
     into: Path,
     *,
+    passphrase: Passphrase | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Path:
     """Copy ``archive`` into ``into/<name>/`` (0700, files 0600) and return that path.
 
     Only ``manifest.json`` and the files it lists are fetched; nothing is
     checked here, because the restore that follows verifies every sha256.
+    An encrypted archive needs ``passphrase``: its files are decrypted as
+    they stream in, and a chunk that does not authenticate (wrong
+    passphrase, altered bytes) raises :class:`BackupCorrupt`; whatever was
+    written is then left for the caller to remove with ``into``.
     """
+    key: ArchiveKey | None = None
+    if archive.encryption is not None:
+        if passphrase is None:
+            raise ConfigError(
+                f"{archive.url} is encrypted; set BACKUP_PASSPHRASE to the passphrase it was "
+                "made with"
+            )
+        key = ArchiveKey.derive(passphrase, archive.encryption)
     client = store.config.client()
     path = into / archive.name
     ensure_private_dir(path)
     progress = Throttle(on_progress, f"download {archive.name}", archive.size)
     for name in [*(f.name for f in archive.manifest.files), MANIFEST_NAME]:
-        key = store.location.key(archive.name, name)
-        with _errors(store, f"download {key}"):
-            response = client.get_object(store.location.bucket, key)
+        object_key = store.location.key(archive.name, name)
+        with _errors(store, f"download {object_key}"):
+            response = client.get_object(store.location.bucket, object_key)
             try:
                 fd = os.open(
                     path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
                 )
                 with os.fdopen(fd, "wb") as handle:
-                    for chunk in response.stream(_CHUNK):
-                        handle.write(chunk)
-                        if name != MANIFEST_NAME:
+                    if name == MANIFEST_NAME:
+                        raw = b"".join(response.stream(_CHUNK))
+                        # The restore path reads the local format, which has no such block.
+                        handle.write(raw if key is None else _local_manifest(raw))
+                    elif key is None:
+                        for chunk in response.stream(_CHUNK):
+                            handle.write(chunk)
                             progress.add(len(chunk))
+                    else:
+                        _decrypt_into(archive, name, key, response.stream(_CHUNK), handle)
+                        progress.add(handle.tell())
             finally:
                 response.close()
                 response.release_conn()
     progress.finish()
     return path
+
+
+def _decrypt_into(
+    archive: RemoteArchive, name: str, key: ArchiveKey, chunks: Iterator[bytes], out: BinaryIO
+) -> None:
+    try:
+        decrypt_stream(key, name, chunks, out)
+    except BackupCorrupt as exc:
+        raise BackupCorrupt(
+            f"{archive.url}: {exc}; nothing was restored", path=archive.url
+        ) from exc
+
+
+def _local_manifest(raw: bytes) -> bytes:
+    try:
+        data, _ = _split_manifest(raw)
+    except (ValueError, TypeError) as exc:
+        raise BackupError(f"{MANIFEST_NAME} changed since it was listed: {exc}") from exc
+    return json.dumps(data, indent=2).encode() + b"\n"
 
 
 @contextmanager
@@ -481,6 +618,7 @@ def downloaded(
     archive: RemoteArchive,
     work_dir: Path,
     *,
+    passphrase: Passphrase | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Iterator[Path]:
     """:func:`download_archive` into a private directory under ``work_dir``, removed afterwards.
@@ -492,6 +630,6 @@ def downloaded(
     temp = Path(tempfile.mkdtemp(prefix=".restore-", dir=work_dir))
     try:
         temp.chmod(0o700)
-        yield download_archive(store, archive, temp, on_progress=on_progress)
+        yield download_archive(store, archive, temp, passphrase=passphrase, on_progress=on_progress)
     finally:
         shutil.rmtree(temp, ignore_errors=True)

@@ -274,3 +274,159 @@ def test_minio_backup_leaves_out_its_own_destination_bucket(
     [archive] = list_remote(store, "minio")
     assert archive.manifest.datasets  # the stack's own buckets are there
     assert store.location.bucket not in {d.name for d in archive.manifest.datasets}
+
+
+PASSPHRASE = "a long test passphrase, not for real data"
+
+
+def inv_with(project: str, passphrase: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """:func:`inv` with ``BACKUP_PASSPHRASE`` set to ``passphrase``, or unset."""
+    saved = os.environ.pop("BACKUP_PASSPHRASE", None)
+    try:
+        if passphrase is not None:
+            os.environ["BACKUP_PASSPHRASE"] = passphrase
+        return inv(project, *args)
+    finally:
+        os.environ.pop("BACKUP_PASSPHRASE", None)
+        if saved is not None:
+            os.environ["BACKUP_PASSPHRASE"] = saved
+
+
+def test_encrypted_backup_uploads_no_plaintext(
+    store: RemoteStore, rdb: dict[int, redis.Redis], project: str
+) -> None:
+    import json
+
+    source = rdb[SOURCE_DB]
+    source.set("greeting", "hello")
+    source.rpush("queue", "a", "b", "c")
+    made = inv_with(
+        project,
+        PASSPHRASE,
+        "backup",
+        "--target",
+        "redis",
+        "--to",
+        str(store.location),
+        "--encrypt",
+        "--quiet",
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    local, _ = made.stdout.strip().splitlines()[-2:]
+    name = Path(local).name
+
+    [archive] = list_remote(store, "redis")
+    assert archive.name == name and archive.encryption is not None
+    client = store.config.client()
+    bucket = store.location.bucket
+    raw_manifest = client.get_object(bucket, store.location.key(name, "manifest.json")).read()
+    manifest = json.loads(raw_manifest)
+    assert manifest["encryption"]["algorithm"] == "AES-256-GCM"
+    assert manifest["encryption"]["kdf"] == "scrypt"
+    assert PASSPHRASE.encode() not in raw_manifest
+    # Sizes and checksums in the manifest are those of the local, plaintext files.
+    assert _objects(client, store.location, name) == {p.name for p in Path(local).iterdir()}
+    for entry in archive.manifest.files:
+        plain = (Path(local) / entry.name).read_bytes()
+        assert entry.size == len(plain)
+        stored = client.get_object(bucket, store.location.key(name, entry.name)).read()
+        assert stored != plain and len(stored) > len(plain)
+        assert plain[:2] == b"\x1f\x8b" and b"\x1f\x8b\x08" not in stored[:64]
+        assert b"greeting" not in stored
+
+    listed = inv(project, "backups", "--dir", str(store.location))
+    assert listed.returncode == 0 and name in listed.stdout
+
+
+def test_encrypted_archive_restores_only_with_its_passphrase(
+    stack: Stack,
+    store: RemoteStore,
+    rdb: dict[int, redis.Redis],
+    project: str,
+    tmp_path: Path,
+) -> None:
+    from infra_lib.backup.archive import read_archive
+    from infra_lib.backup.crypto import Passphrase
+
+    archive = read_archive(_redis_archive(stack, rdb, tmp_path))
+    url = upload_archive(store, archive, passphrase=Passphrase(PASSPHRASE))
+    rdb[13].set("untouched", "yes")
+
+    for passphrase, code in (("not the passphrase it was made with", 1), (None, 2)):
+        refused = inv_with(
+            project,
+            passphrase,
+            "restore",
+            "--target",
+            "redis",
+            "--from",
+            url,
+            "--into",
+            "13",
+            "--force",
+        )
+        assert refused.returncode == code, refused.stdout + refused.stderr
+        expected = (
+            "wrong passphrase, or the archive was altered" if code == 1 else "BACKUP_PASSPHRASE"
+        )
+        assert expected in refused.stderr
+        assert rdb[13].keys() == [b"untouched"]
+
+    restored = inv_with(
+        project, PASSPHRASE, "restore", "--target", "redis", "--from", url, "--into", "12"
+    )
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    scratch = rdb[SCRATCH_DB]
+    assert scratch.get("greeting") == b"hello"
+    assert scratch.lrange("queue", 0, -1) == [b"a", b"b", b"c"]
+    assert scratch.hgetall("user:1") == {b"name": b"Ada", b"role": b"admin"}
+    downloads = ROOT / "backups" / project
+    assert not [p for p in downloads.iterdir() if p.name.startswith(".restore-")]
+
+
+def test_a_tampered_encrypted_chunk_is_refused(
+    stack: Stack,
+    store: RemoteStore,
+    rdb: dict[int, redis.Redis],
+    project: str,
+    tmp_path: Path,
+) -> None:
+    import io
+
+    from infra_lib.backup.archive import read_archive
+    from infra_lib.backup.crypto import Passphrase
+
+    archive = read_archive(_redis_archive(stack, rdb, tmp_path))
+    url = upload_archive(store, archive, passphrase=Passphrase(PASSPHRASE))
+    client = store.config.client()
+    key = store.location.key(archive.name, archive.manifest.files[0].name)
+    stored = bytearray(client.get_object(store.location.bucket, key).read())
+    stored[-20] ^= 0x01
+    client.put_object(store.location.bucket, key, io.BytesIO(bytes(stored)), len(stored))
+
+    result = inv_with(
+        project, PASSPHRASE, "restore", "--target", "redis", "--from", url, "--into", "12"
+    )
+    assert result.returncode != 0
+    assert "wrong passphrase, or the archive was altered" in result.stderr
+    assert rdb[SCRATCH_DB].dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "args", "message"),
+    [
+        (None, ("--to", "s3://test-ok-backups/x"), "BACKUP_PASSPHRASE"),
+        ("", ("--to", "s3://test-ok-backups/x"), "BACKUP_PASSPHRASE"),
+        ("too-short", ("--to", "s3://test-ok-backups/x"), "shorter than 12"),
+        (PASSPHRASE, (), "--to s3://"),
+    ],
+)
+def test_encrypt_without_a_usable_passphrase_exits_2(
+    project: str, passphrase: str | None, args: tuple[str, ...], message: str
+) -> None:
+    result = inv_with(
+        project, passphrase, "backup", "--target", "redis", *args, "--encrypt", "--quiet"
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert not (ROOT / "backups" / project).exists()
