@@ -11,7 +11,6 @@ import asyncio
 import base64
 import hashlib
 import multiprocessing
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -178,7 +177,6 @@ def _create_in_child(service: RoomService, name: str) -> None:
     service.create_room(name)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_forked_child_gets_a_loop_of_its_own(rooms: RoomService, room_name: str) -> None:
     # Celery's prefork pool: the parent used the facade, so its loop thread is
     # running; the child inherits the object but not the thread.
