@@ -11,7 +11,7 @@ import re
 
 from infra_lib.errors import ConfigError
 
-__all__ = ["validate_pg_identifier", "validate_service_name"]
+__all__ = ["url_host", "validate_pg_identifier", "validate_service_name"]
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes.
 PG_IDENTIFIER_MAX_BYTES = 63
@@ -66,3 +66,11 @@ def validate_service_name(name: str) -> str:
             "letters, digits, '-' and '_', starting with a letter or digit"
         )
     return name
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL.
+
+    An IPv6 literal gets brackets, or its colons would read as the port.
+    """
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

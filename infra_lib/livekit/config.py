@@ -96,17 +96,8 @@ class LiveKitConfig:
     @classmethod
     def from_stack(cls, settings: StackSettings) -> LiveKitConfig:
         """The compose stack's LiveKit as seen from this host, with its API key pair."""
-        if not settings.livekit_api_key:
-            raise ConfigError(
-                "LIVEKIT_API_KEY is not set. Run `inv init` to write .env with generated "
-                "secrets, or set it in the environment."
-            )
-        host = settings.infra_public_host
-        # An IPv6 literal needs brackets, or its colons read as the port.
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
         return cls(
-            url=f"ws://{host}:{settings.livekit_http_port}",
-            api_key=settings.livekit_api_key,
+            url=f"ws://{settings.url_host}:{settings.livekit_http_port}",
+            api_key=settings.required("livekit_api_key"),
             api_secret=settings.secret("livekit_api_secret"),
         )

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlencode
 
+from infra_lib.names import url_host
+
 if TYPE_CHECKING:
     from infra_lib.stack.settings import StackSettings
 
@@ -77,6 +79,6 @@ class PostgresConfig:
         query: dict[str, str] = {"sslmode": self.sslmode}
         if self.sslrootcert:
             query["sslrootcert"] = self.sslrootcert
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = url_host(self.host)
         database = quote(self.dbname, safe="")
         return f"postgresql://{auth}@{host}:{self.port}/{database}?{urlencode(query)}"

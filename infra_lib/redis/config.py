@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from infra_lib.errors import ConfigError, ProvisionError, ServiceUnavailable
+from infra_lib.names import url_host
 
 if TYPE_CHECKING:
     import redis
@@ -79,8 +80,7 @@ class RedisConfig:
             if secret:
                 userinfo += ":" + quote(secret, safe="")
             userinfo += "@"
-        # An IPv6 literal needs brackets, or its colons read as the port.
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        host = url_host(self.host)
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{userinfo}{host}:{self.port}/{db}"
 

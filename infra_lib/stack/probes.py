@@ -109,7 +109,7 @@ def probe_minio(settings: StackSettings, *, timeout: float = 5.0) -> str:
         retries=urllib3.Retry(total=0),
     )
     client = Minio(
-        f"{settings.infra_public_host}:{settings.minio_api_port}",
+        f"{settings.url_host}:{settings.minio_api_port}",
         access_key=settings.minio_root_user or "",
         secret_key=settings.secret("minio_root_password"),
         secure=False,
@@ -130,7 +130,7 @@ def probe_minio(settings: StackSettings, *, timeout: float = 5.0) -> str:
 
 def probe_livekit(settings: StackSettings, *, timeout: float = 5.0) -> str:
     """``GET /`` on LiveKit's HTTP port answers 200 ``OK``."""
-    url = f"http://{settings.infra_public_host}:{settings.livekit_http_port}/"
+    url = f"http://{settings.url_host}:{settings.livekit_http_port}/"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = response.read(64).decode(errors="replace").strip()

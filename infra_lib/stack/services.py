@@ -54,6 +54,7 @@ class ServiceSpec:
     def endpoint(self, settings: StackSettings) -> str:
         """Where a client on this host reaches the service."""
         values = {name: getattr(settings, name) for name in type(settings).model_fields}
+        values["url_host"] = settings.url_host
         return self.endpoint_template.format(**values)
 
 
@@ -61,17 +62,17 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "postgres",
         (PublishedPort("POSTGRES_PORT", "tcp"),),
-        "postgresql://{infra_public_host}:{postgres_port}",
+        "postgresql://{url_host}:{postgres_port}",
     ),
     ServiceSpec(
         "redis",
         (PublishedPort("REDIS_PORT", "tcp"),),
-        "redis://{infra_public_host}:{redis_port}",
+        "redis://{url_host}:{redis_port}",
     ),
     ServiceSpec(
         "minio",
         (PublishedPort("MINIO_API_PORT", "tcp"), PublishedPort("MINIO_CONSOLE_PORT", "tcp")),
-        "http://{infra_public_host}:{minio_api_port} (console :{minio_console_port})",
+        "http://{url_host}:{minio_api_port} (console :{minio_console_port})",
     ),
     ServiceSpec(
         "livekit",
@@ -80,7 +81,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             PublishedPort("LIVEKIT_TCP_PORT", "tcp"),
             PublishedPort("LIVEKIT_RTC_PORT_START", "udp", "LIVEKIT_RTC_PORT_END"),
         ),
-        "ws://{infra_public_host}:{livekit_http_port}",
+        "ws://{url_host}:{livekit_http_port}",
     ),
     ServiceSpec(
         "coturn",
@@ -89,7 +90,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             PublishedPort("TURN_PORT", "tcp"),
             PublishedPort("TURN_RELAY_PORT_START", "udp", "TURN_RELAY_PORT_END"),
         ),
-        "turn:{infra_public_host}:{turn_port}",
+        "turn:{url_host}:{turn_port}",
     ),
 )
 

@@ -90,8 +90,19 @@ class StackSettings(BaseSettings):
         end = int(getattr(self, end_field))
         return range(start, end + 1)
 
+    @property
+    def url_host(self) -> str:
+        """``infra_public_host`` ready to put in a URL (IPv6 literals bracketed)."""
+        from infra_lib.names import url_host
+
+        return url_host(self.infra_public_host)
+
     def secret(self, name: str) -> str:
         """The plain value of a secret field; raises ConfigError when it is unset."""
+        return self.required(name)
+
+    def required(self, name: str) -> str:
+        """The value of a field that has no default; ConfigError saying how to set it."""
         value = getattr(self, name)
         if value is None:
             raise ConfigError(

@@ -104,18 +104,9 @@ class S3Config:
     @classmethod
     def from_stack(cls, settings: StackSettings) -> S3Config:
         """The compose stack's MinIO as seen from this host, with its root credentials."""
-        if not settings.minio_root_user:
-            raise ConfigError(
-                "MINIO_ROOT_USER is not set. Run `inv init` to write .env, or set it in the "
-                "environment."
-            )
-        host = settings.infra_public_host
-        # An IPv6 literal needs brackets, or its colons read as the port.
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
         return cls(
-            endpoint=f"http://{host}:{settings.minio_api_port}",
-            access_key=settings.minio_root_user,
+            endpoint=f"http://{settings.url_host}:{settings.minio_api_port}",
+            access_key=settings.required("minio_root_user"),
             secret_key=settings.secret("minio_root_password"),
             minio_admin=True,
         )
