@@ -108,6 +108,15 @@ def _redis_archive(stack: Stack, rdb: dict[int, redis.Redis], tmp_path: Path) ->
     return backup_redis(RedisConfig.from_stack(stack.settings), tmp_path, dbs=[SOURCE_DB]).path
 
 
+def _assert_sample_restored(scratch: redis.Redis, project: str) -> None:
+    """The sample data of _redis_archive is in ``scratch``; no download dir is left."""
+    assert scratch.get("greeting") == b"hello"
+    assert scratch.lrange("queue", 0, -1) == [b"a", b"b", b"c"]
+    assert scratch.hgetall("user:1") == {b"name": b"Ada", b"role": b"admin"}
+    downloads = ROOT / "backups" / project
+    assert not [p for p in downloads.iterdir() if p.name.startswith(".restore-")]
+
+
 def test_backup_to_s3_uploads_lists_and_keeps_n(store: RemoteStore, project: str) -> None:
     url = str(store.location)
     made = inv(project, "backup", "--target", "redis", "--to", url, "--quiet")
@@ -205,13 +214,7 @@ def test_restore_from_s3_into_a_scratch_db(
 
     result = inv(project, "restore", "--target", "redis", "--from", url, "--into", str(SCRATCH_DB))
     assert result.returncode == 0, result.stdout + result.stderr
-    scratch = rdb[SCRATCH_DB]
-    assert scratch.get("greeting") == b"hello"
-    assert scratch.lrange("queue", 0, -1) == [b"a", b"b", b"c"]
-    assert scratch.hgetall("user:1") == {b"name": b"Ada", b"role": b"admin"}
-    # The download directory is gone.
-    local = ROOT / "backups" / project
-    assert not [p for p in local.iterdir() if p.name.startswith(".restore-")]
+    _assert_sample_restored(rdb[SCRATCH_DB], project)
 
 
 def test_restore_of_a_corrupted_remote_archive_is_refused(
@@ -376,12 +379,7 @@ def test_encrypted_archive_restores_only_with_its_passphrase(
         project, PASSPHRASE, "restore", "--target", "redis", "--from", url, "--into", "12"
     )
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    scratch = rdb[SCRATCH_DB]
-    assert scratch.get("greeting") == b"hello"
-    assert scratch.lrange("queue", 0, -1) == [b"a", b"b", b"c"]
-    assert scratch.hgetall("user:1") == {b"name": b"Ada", b"role": b"admin"}
-    downloads = ROOT / "backups" / project
-    assert not [p for p in downloads.iterdir() if p.name.startswith(".restore-")]
+    _assert_sample_restored(rdb[SCRATCH_DB], project)
 
 
 def test_a_tampered_encrypted_chunk_is_refused(
