@@ -28,6 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from infra_lib.errors import ConfigError, ManifestError
 from infra_lib.names import validate_pg_identifier, validate_service_name
 
+#: Objects every PostgreSQL server has; a service taking one over would get the
+#: admin's database or a template every new database is copied from. (``pg_*``
+#: and ``public`` are refused for any identifier by ``validate_pg_identifier``.)
+RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
+RESERVED_ROLES = frozenset({"postgres"})
+
 __all__ = [
     "LiveKitNeeds",
     "Manifest",
@@ -65,6 +71,26 @@ class PostgresNeeds(_Strict):
             return validate_pg_identifier(value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("database")
+    @classmethod
+    def _not_a_system_database(cls, value: str) -> str:
+        if value in RESERVED_DATABASES:
+            raise ValueError(
+                f"database {value!r} belongs to the server itself, not to a service; "
+                "give the service a database of its own (e.g. 'board_db')"
+            )
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _not_a_system_role(cls, value: str) -> str:
+        if value in RESERVED_ROLES:
+            raise ValueError(
+                f"role {value!r} is the server's administrator, not a service role; "
+                "give the service a role of its own (e.g. 'board_user')"
+            )
+        return value
 
 
 class RedisNeeds(_Strict):
