@@ -11,7 +11,7 @@ number to two services. Releases are a single ``HDEL``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self, TypeVar, cast
 
@@ -106,6 +106,26 @@ class Allocation:
     service: str
     db: int
     created: bool
+
+
+def _simulate(
+    service: str, db: int | None, claims: Mapping[str, int], databases: int, registry_db: int
+) -> tuple[str, str]:
+    """The answer the allocation script would give, computed from ``claims``."""
+    current = claims.get(service)
+    if current is not None:
+        if db is not None and db != current:
+            return "mismatch", str(current)
+        return "existing", str(current)
+    used = {number: name for name, number in claims.items()}
+    if db is not None:
+        if db in used:
+            return "conflict", used[db]
+        return "created", str(db)
+    for number in range(databases):
+        if number != registry_db and number not in used:
+            return "created", str(number)
+    return "full", str(len(claims))
 
 
 class RedisDbAllocator:
@@ -287,6 +307,35 @@ class RedisDbAllocator:
             return [str(part) for part in reply]
 
         status, value = self._call(run)
+        return self._result(service, db, status, value, databases, registry_db)
+
+    def preview(
+        self, service: str, *, db: int | None = None, pending: Mapping[str, int] | None = None
+    ) -> Allocation:
+        """What :meth:`allocate` would return for ``service``, claiming nothing.
+
+        Raises exactly what :meth:`allocate` would raise now. ``pending`` are
+        numbers the caller is about to claim for other services; they count
+        as taken, so a whole manifest can be checked before its first claim.
+        The answer holds while nobody else claims numbers in between.
+        """
+        validate_service_name(service)
+        databases, registry_db = self._resolve_layout()
+        if db is not None:
+            self._check_number(db, databases, registry_db)
+        claims = {**self.list(), **(pending or {})}
+        status, value = _simulate(service, db, claims, databases, registry_db)
+        return self._result(service, db, status, value, databases, registry_db)
+
+    def _result(
+        self,
+        service: str,
+        db: int | None,
+        status: str,
+        value: str,
+        databases: int,
+        registry_db: int,
+    ) -> Allocation:
         where = self._config.address
         if status == "created" or status == "existing":
             number = int(value)
