@@ -23,8 +23,9 @@ never sent in SQL, logged, or put in an error message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -54,6 +55,9 @@ Change = Literal["create", "change", "unchanged"]
 
 #: Marks roles and databases this library manages (read back by ``list_managed``).
 COMMENT_PREFIX = "infra-lib service: "
+
+# The advisory lock key every provisioning run takes ("infra-lib" in ASCII).
+_LOCK_KEY = 0x696E6672612D6C69
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,38 +188,199 @@ class PostgresProvisioner:
         with conn:
             yield conn
 
+    @contextmanager
+    def lock(self, *, timeout: float = 300.0) -> Iterator[None]:
+        """Hold the server-wide provisioning lock; wait up to ``timeout`` seconds for it.
+
+        A session advisory lock, so two provisioning runs against one server
+        (two checkouts, two CI jobs) take turns even from different machines,
+        and the server frees it when the holder's connection drops.
+        """
+        deadline = time.monotonic() + timeout
+        with self.connect() as conn:
+            while not _scalar(conn, "SELECT pg_try_advisory_lock(%s)", _LOCK_KEY):
+                if time.monotonic() >= deadline:
+                    raise ProvisionError(
+                        f"another provisioning run has held the lock on PostgreSQL at "
+                        f"{self.config.host}:{self.config.port} for over {timeout:.0f} s; "
+                        "nothing was changed. Wait for it to finish (or find it in "
+                        "pg_locks, locktype 'advisory') and run `inv provision` again."
+                    )
+                time.sleep(0.2)
+            logger.debug("postgres: holding the provisioning lock")
+            try:
+                yield
+            finally:
+                # A dropped connection has released the lock already.
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_KEY])
+
     # -- planning ----------------------------------------------------------
 
-    def plan(self, roles: Sequence[RoleSpec], databases: Sequence[DatabaseSpec]) -> PostgresPlan:
-        """Diff ``roles`` and ``databases`` against the catalog; change nothing."""
+    def plan(
+        self,
+        roles: Sequence[RoleSpec],
+        databases: Sequence[DatabaseSpec],
+        *,
+        harden: bool = False,
+    ) -> PostgresPlan:
+        """Diff ``roles`` and ``databases`` against the catalog; change nothing.
+
+        Refuses (:class:`ProvisionError`, every problem listed) to plan for
+        the admin role or database of :attr:`config`, for a role or database
+        that exists but was not created by this library for the same service,
+        when the admin role lacks the privileges the plan needs, and for a
+        connection limit the server cannot grant. With ``harden`` the plan
+        also revokes ``CONNECT`` from ``PUBLIC`` on the server's own
+        databases (``postgres``, ``template1`` and the admin database).
+        """
         _unique("role", [r.name for r in roles])
         _unique("database", [d.name for d in databases])
         with self.connect() as conn:
+            admin = _read_admin(conn)
             role_rows, verifiers_readable = _read_roles(conn, [r.name for r in roles])
             db_rows = _read_databases(conn, [d.name for d in databases])
+            problems = self._ownership_problems(roles, databases, role_rows, db_rows)
+            problems += _limit_problems(admin, roles)
+            if problems:
+                raise ProvisionError(_problems("PostgreSQL", problems))
             objects: list[ObjectPlan] = []
+            own_db = {d.owner: d.name for d in databases}
             for role in roles:
                 row = role_rows.get(role.name)
-                objects.append(self._plan_role(conn, role, row, verifiers_readable))
+                objects.append(
+                    self._plan_role(conn, role, row, verifiers_readable, own_db.get(role.name))
+                )
             for database in databases:
                 objects.append(self._plan_database(database, db_rows.get(database.name)))
-        return PostgresPlan(tuple(objects))
+            if harden:
+                objects += self._plan_hardening(conn, admin)
+        plan = PostgresPlan(tuple(objects))
+        problems = _privilege_problems(self.config.user, admin, plan)
+        if problems:
+            raise ProvisionError(_problems("PostgreSQL", problems))
+        return plan
 
-    def apply(self, plan: PostgresPlan) -> PostgresPlan:
-        """Run the statements of ``plan`` in order; no statement when unchanged."""
+    def _ownership_problems(
+        self,
+        roles: Sequence[RoleSpec],
+        databases: Sequence[DatabaseSpec],
+        role_rows: dict[str, dict[str, Any]],
+        db_rows: dict[str, dict[str, Any]],
+    ) -> list[str]:
+        # Provisioning resets a role's password and takes over a database's
+        # ownership, so it may touch only what it created for the same service.
+        problems: list[str] = []
+        for role in roles:
+            where = _where(role.service, "postgres.role")
+            if role.name == self.config.user:
+                problems.append(
+                    f"{where}role {role.name!r} is the admin role these settings connect as "
+                    "(POSTGRES_USER); give the service a role of its own"
+                )
+                continue
+            row = role_rows.get(role.name)
+            if row is not None and row["comment"] != COMMENT_PREFIX + role.service:
+                problems.append(
+                    f"{where}role {role.name!r} already exists and {_holder(row['comment'])}; "
+                    "provisioning would reset its password. Pick another role name, or, if "
+                    "the role really is this service's, run `COMMENT ON ROLE "
+                    f"{role.name} IS '{COMMENT_PREFIX}{role.service}'` and provision again"
+                )
+        owners = {r.name: r.service for r in roles}
+        for db in databases:
+            where = _where(db.service, "postgres.database")
+            if db.name == self.config.dbname:
+                problems.append(
+                    f"{where}database {db.name!r} is the admin database these settings "
+                    "connect to (POSTGRES_DB); give the service a database of its own"
+                )
+                continue
+            row = db_rows.get(db.name)
+            if row is None or row["comment"] == COMMENT_PREFIX + db.service:
+                continue
+            # A run stopped between CREATE DATABASE and its COMMENT leaves the
+            # database unmarked but owned by the service's own managed role
+            # (which cannot create databases itself), so that one is ours.
+            owner_row = role_rows.get(row["owner"])
+            if (
+                row["comment"] is None
+                and owners.get(row["owner"]) == db.service
+                and owner_row is not None
+                and owner_row["comment"] == COMMENT_PREFIX + db.service
+            ):
+                continue
+            problems.append(
+                f"{where}database {db.name!r} already exists (owner {row['owner']}) and "
+                f"{_holder(row['comment'])}; provisioning would hand it to {db.owner}. Pick "
+                "another database name, or, if it really is this service's, run `COMMENT ON "
+                f"DATABASE {db.name} IS '{COMMENT_PREFIX}{db.service}'` and provision again"
+            )
+        return problems
+
+    def _plan_hardening(
+        self, conn: psycopg.Connection[Any], admin: dict[str, Any]
+    ) -> list[ObjectPlan]:
+        # Every role may connect to a database whose CONNECT is granted to
+        # PUBLIC, as the server's own databases are at initdb. CREATE DATABASE
+        # copies template1 without connecting to it, and superusers and owners
+        # keep their access, so revoking it costs the admin nothing.
+        names = list(dict.fromkeys(["postgres", "template1", self.config.dbname]))
+        rows = conn.execute(
+            """
+            SELECT datname, pg_has_role(datdba, 'USAGE') AS owned
+            FROM pg_database
+            WHERE datname = ANY(%s) AND has_database_privilege('public', oid, 'CONNECT')
+            ORDER BY datname
+            """,
+            [names],
+        ).fetchall()
+        objects: list[ObjectPlan] = []
+        for name, owned in rows:
+            if not (admin["rolsuper"] or owned):
+                logger.warning(
+                    "postgres: leaving CONNECT on %s to PUBLIC: %s is neither superuser nor "
+                    "its owner",
+                    name,
+                    self.config.user,
+                )
+                continue
+            step = Step(
+                f"revoke CONNECT on {name} from PUBLIC",
+                sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)),
+            )
+            objects.append(ObjectPlan("database", name, "change", (step,)))
+        return objects
+
+    def apply(
+        self, plan: PostgresPlan, *, on_applied: Callable[[ObjectPlan], None] | None = None
+    ) -> PostgresPlan:
+        """Run the statements of ``plan`` in order; no statement when unchanged.
+
+        ``on_applied`` is called after each object's statements succeeded, so
+        a caller can say what exists when a later statement fails.
+        """
         if not plan.changed:
             return PostgresPlan(plan.objects, applied=True)
         with self.connect() as conn:
             for obj in plan.objects:
-                for step in obj.steps:
-                    logger.info("postgres: %s", step.description)
-                    try:
-                        conn.execute(step.statement)
-                    except psycopg.Error as exc:
-                        raise ProvisionError(
-                            f"PostgreSQL refused to {step.description}: "
-                            f"{exc.diag.message_primary or exc}"
-                        ) from exc
+                # A role's steps (CREATE ROLE and its COMMENT) commit together, so
+                # a stopped run never leaves a role that looks unmanaged.
+                # CREATE DATABASE cannot run inside a transaction block.
+                block = conn.transaction() if obj.kind == "role" else nullcontext()
+                step = None
+                try:
+                    with block:
+                        for step in obj.steps:
+                            logger.info("postgres: %s", step.description)
+                            conn.execute(step.statement)
+                except psycopg.Error as exc:
+                    what = step.description if step is not None else f"change {obj.name}"
+                    raise ProvisionError(
+                        f"PostgreSQL refused to {what}: {exc.diag.message_primary or exc}"
+                    ) from exc
+                if on_applied is not None and obj.steps:
+                    on_applied(obj)
         return PostgresPlan(plan.objects, applied=True)
 
     def ensure(
@@ -224,9 +389,10 @@ class PostgresProvisioner:
         databases: Sequence[DatabaseSpec],
         *,
         dry_run: bool = False,
+        harden: bool = False,
     ) -> PostgresPlan:
         """Plan, and apply unless ``dry_run``."""
-        plan = self.plan(roles, databases)
+        plan = self.plan(roles, databases, harden=harden)
         return plan if dry_run else self.apply(plan)
 
     def _plan_role(
@@ -235,13 +401,14 @@ class PostgresProvisioner:
         role: RoleSpec,
         row: dict[str, Any] | None,
         verifiers_readable: bool,
+        dbname: str | None = None,
     ) -> ObjectPlan:
         ident = sql.Identifier(role.name)
         valid_until = sql.Literal(role.valid_until.isoformat() if role.valid_until else "infinity")
-        comment = sql.SQL("COMMENT ON ROLE {} IS {}").format(
-            ident, sql.Literal(COMMENT_PREFIX + role.service)
-        )
         if row is None:
+            comment = sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                ident, sql.Literal(COMMENT_PREFIX + role.service)
+            )
             create = sql.SQL(
                 "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
                 "NOBYPASSRLS INHERIT CONNECTION LIMIT {} PASSWORD {} VALID UNTIL {}"
@@ -294,7 +461,7 @@ class PostgresProvisioner:
         if verifiers_readable:
             same_password = scram_matches(row["rolpassword"], role.password)
         else:
-            same_password = self._can_login(role)
+            same_password = self._can_login(role, dbname)
         if not same_password:
             steps.append(
                 Step(
@@ -304,8 +471,6 @@ class PostgresProvisioner:
                     ),
                 )
             )
-        if row["comment"] != COMMENT_PREFIX + role.service:
-            steps.append(Step(f"mark role {role.name} as managed", comment))
         return ObjectPlan(
             "role", role.name, "change" if steps else "unchanged", tuple(steps), role.service
         )
@@ -379,10 +544,11 @@ class PostgresProvisioner:
             "database", db.name, "change" if steps else "unchanged", tuple(steps), db.service
         )
 
-    def _can_login(self, role: RoleSpec) -> bool:
+    def _can_login(self, role: RoleSpec, dbname: str | None) -> bool:
+        # The role's own database: the server's databases refuse it CONNECT.
         try:
             with psycopg.connect(
-                **self.config.with_login(role.name, role.password).connect_kwargs()
+                **self.config.with_login(role.name, role.password, dbname).connect_kwargs()
             ):
                 return True
         except psycopg.OperationalError:
@@ -456,6 +622,76 @@ class PostgresProvisioner:
             for kind, name, comment in rows
             if comment and comment.startswith(COMMENT_PREFIX)
         )
+
+
+def _scalar(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
+    row = conn.execute(query, list(params)).fetchone()
+    return None if row is None else row[0]
+
+
+def _where(service: str, field: str) -> str:
+    return f"service {service!r}, field {field!r}: " if service else ""
+
+
+def _holder(comment: str | None) -> str:
+    if comment and comment.startswith(COMMENT_PREFIX):
+        return f"belongs to service {comment.removeprefix(COMMENT_PREFIX)!r}"
+    return "was not created by infra-lib for this service"
+
+
+def _problems(server: str, problems: list[str]) -> str:
+    head = f"{server}: nothing was changed, because "
+    if len(problems) == 1:
+        return head + problems[0]
+    return head + "of these problems:\n  " + "\n  ".join(problems)
+
+
+def _read_admin(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    row = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+            SELECT rolsuper, rolcreaterole, rolcreatedb,
+                   current_setting('max_connections')::int
+                   - current_setting('superuser_reserved_connections')::int AS slots
+            FROM pg_roles WHERE rolname = current_user
+            """
+        )
+        .fetchone()
+    )
+    if row is None:
+        raise ProvisionError("PostgreSQL does not show the admin role in pg_roles")
+    return row
+
+
+def _limit_problems(admin: dict[str, Any], roles: Sequence[RoleSpec]) -> list[str]:
+    return [
+        f"{_where(role.service, 'postgres.connection_limit')}connection limit "
+        f"{role.connection_limit} of role {role.name!r} is more than the server's "
+        f"{admin['slots']} connection slots (max_connections minus the superusers' reserve)"
+        for role in roles
+        if role.connection_limit > admin["slots"]
+    ]
+
+
+def _privilege_problems(user: str, admin: dict[str, Any], plan: PostgresPlan) -> list[str]:
+    if admin["rolsuper"]:
+        return []
+    problems: list[str] = []
+    for obj in plan.objects:
+        if obj.kind == "role" and obj.steps and not admin["rolcreaterole"]:
+            needed = "CREATEROLE"
+        elif obj.kind == "database" and obj.change == "create" and not admin["rolcreatedb"]:
+            needed = "CREATEDB"
+        else:
+            continue
+        problems.append(
+            f"{_where(obj.service, 'postgres.' + obj.kind)}the admin role {user!r} "
+            f"(POSTGRES_USER) lacks {needed}, which the plan needs to "
+            f"{obj.steps[0].description}; grant it (ALTER ROLE {user} {needed}) or connect "
+            "as a role that has it"
+        )
+    return problems
 
 
 def _unique(kind: str, names: Sequence[str]) -> None:

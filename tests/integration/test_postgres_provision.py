@@ -230,3 +230,139 @@ def test_server_down_is_a_clear_error() -> None:
     config = PostgresConfig(host="127.0.0.1", port=free_port(), password="x", connect_timeout=2)
     with pytest.raises(ServiceUnavailable, match="inv status"):
         PostgresProvisioner(config).plan([], [])
+
+
+def _catalog(admin: PostgresProvisioner, tag: str) -> list[tuple[Any, ...]]:
+    with admin.connect() as conn:
+        return conn.execute(
+            "SELECT 'r', rolname, xmin::text FROM pg_authid WHERE rolname LIKE %s "
+            "UNION ALL SELECT 'd', datname, xmin::text FROM pg_database WHERE datname LIKE %s "
+            "ORDER BY 1, 2",
+            [f"t{tag}%", f"t{tag}%"],
+        ).fetchall()
+
+
+def test_a_role_not_created_for_the_service_is_refused(
+    admin: PostgresProvisioner, names: Names
+) -> None:
+    role, db = names.service("a")
+    with admin.connect() as conn:
+        conn.execute(f"CREATE ROLE {role.name} LOGIN")
+    before = _catalog(admin, names.tag)
+    with pytest.raises(ProvisionError) as info:
+        admin.plan([role], [db])
+    message = str(info.value)
+    assert f"service 'a-service', field 'postgres.role': role {role.name!r} already exists" in (
+        message
+    )
+    assert "reset its password" in message and "COMMENT ON ROLE" in message
+    assert _catalog(admin, names.tag) == before
+
+
+def test_another_services_role_and_database_are_refused(
+    admin: PostgresProvisioner, names: Names
+) -> None:
+    role, db = names.service("a")
+    admin.ensure([role], [db])
+    before = _catalog(admin, names.tag)
+    thief_role = RoleSpec(role.name, "thief-pw", service="thief-service")
+    thief_db = DatabaseSpec(db.name, role.name, service="thief-service")
+    with pytest.raises(ProvisionError) as info:
+        admin.ensure([thief_role], [thief_db])
+    message = str(info.value)
+    assert "service 'thief-service', field 'postgres.role'" in message
+    assert "service 'thief-service', field 'postgres.database'" in message
+    assert "belongs to service 'a-service'" in message
+    assert _catalog(admin, names.tag) == before
+    with _login(admin, role, db.name):
+        pass
+
+
+def test_the_admin_role_and_database_are_refused(
+    admin: PostgresProvisioner, settings: StackSettings
+) -> None:
+    role = RoleSpec(settings.postgres_user, "x-pw", service="x")
+    database = DatabaseSpec(settings.postgres_db, "x_user", service="x")
+    with pytest.raises(ProvisionError) as info:
+        admin.plan([role], [database])
+    assert "field 'postgres.role'" in str(info.value)
+    assert "admin role" in str(info.value)
+    assert "field 'postgres.database'" in str(info.value)
+
+
+def test_an_unmarked_database_of_the_services_own_role_is_adopted(
+    admin: PostgresProvisioner, names: Names
+) -> None:
+    # What a run stopped between CREATE DATABASE and its COMMENT leaves.
+    role, db = names.service("a")
+    admin.ensure([role], [])
+    with admin.connect() as conn:
+        conn.execute(f"CREATE DATABASE {db.name} OWNER {role.name}")
+    plan = admin.ensure([role], [db])
+    assert f"mark database {db.name} as managed" in [s.description for s in plan.steps]
+    assert not admin.plan([role], [db]).changed
+
+
+def test_a_connection_limit_beyond_the_server_is_refused(
+    admin: PostgresProvisioner, names: Names
+) -> None:
+    role, db = names.service("a")
+    greedy = RoleSpec(role.name, role.password, service=role.service, connection_limit=100_000)
+    with pytest.raises(ProvisionError, match="field 'postgres.connection_limit'"):
+        admin.plan([greedy], [db])
+
+
+def test_hardening_keeps_service_roles_out_of_the_servers_databases(
+    admin: PostgresProvisioner, names: Names
+) -> None:
+    role, db = names.service("a")
+    admin.ensure([role], [db], harden=True)
+    assert not admin.plan([role], [db], harden=True).changed
+    for system_db in ("postgres", "template1"):
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            _login(admin, role, system_db)
+    # The admin keeps its access, and databases are still copied from template1.
+    with admin.connect("template1") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    maker = f"t{names.tag}_maker"
+    copy = f"t{names.tag}_copy"
+    names.databases.append(copy)
+    names.roles.append(maker)
+    with admin.connect() as conn:
+        conn.execute(f"CREATE ROLE {maker} LOGIN CREATEDB PASSWORD 'maker-pw'")
+        conn.execute(f"GRANT CONNECT ON DATABASE {db.name} TO {maker}")
+    maker_login = admin.config.with_login(maker, "maker-pw", db.name)
+    with psycopg.connect(**maker_login.connect_kwargs(autocommit=True)) as conn:
+        conn.execute(f"CREATE DATABASE {copy} TEMPLATE template1")
+    with admin.connect() as conn:
+        conn.execute(f"ALTER DATABASE {copy} OWNER TO {admin.config.user}")
+
+
+def test_an_admin_without_createrole_is_told_before_any_change(
+    admin: PostgresProvisioner, names: Names
+) -> None:
+    weak = f"t{names.tag}_weak"
+    names.roles.append(weak)
+    with admin.connect() as conn:
+        conn.execute(f"CREATE ROLE {weak} LOGIN PASSWORD 'weak-pw'")
+        # An explicit grant is how a monitoring role keeps reaching `postgres`.
+        conn.execute(f"GRANT CONNECT ON DATABASE {admin.config.dbname} TO {weak}")
+    role, db = names.service("a")
+    before = _catalog(admin, names.tag)
+    weak_admin = PostgresProvisioner(admin.config.with_login(weak, "weak-pw"))
+    with pytest.raises(ProvisionError) as info:
+        weak_admin.ensure([role], [db])
+    assert "lacks CREATEROLE" in str(info.value) and "lacks CREATEDB" in str(info.value)
+    assert "service 'a-service'" in str(info.value)
+    assert _catalog(admin, names.tag) == before
+    with admin.connect() as conn:
+        conn.execute(f"REVOKE CONNECT ON DATABASE {admin.config.dbname} FROM {weak}")
+
+
+def test_the_provisioning_lock_makes_a_second_holder_wait(admin: PostgresProvisioner) -> None:
+    with admin.lock():
+        with pytest.raises(ProvisionError, match="another provisioning run"):
+            with PostgresProvisioner(admin.config).lock(timeout=0.5):
+                pass
+    with PostgresProvisioner(admin.config).lock(timeout=0.5):
+        pass
