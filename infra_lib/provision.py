@@ -8,22 +8,24 @@ reports nothing changed and issues no DDL.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from infra_lib.errors import ConfigError
+from infra_lib.errors import ConfigError, InfraError, ProvisionError
 from infra_lib.manifest import Manifest, ServiceManifest
 from infra_lib.stack.envfile import parse_env_lines, write_private_file
 
 if TYPE_CHECKING:
     from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.postgres.config import PostgresConfig
-    from infra_lib.postgres.provisioner import PostgresPlan
-    from infra_lib.redis.allocator import RedisDbAllocator
+    from infra_lib.postgres.provisioner import ObjectPlan
     from infra_lib.redis.config import RedisConfig
     from infra_lib.storage.config import S3Config
 
@@ -120,6 +122,8 @@ def provision(
     livekit: LiveKitConfig | None = None,
     services: Sequence[str] | None = None,
     dry_run: bool = False,
+    lock_timeout: float = 300.0,
+    on_applied: Callable[[str], None] | None = None,
 ) -> ProvisionReport:
     """Create what the manifest's services need and write their env files.
 
@@ -128,26 +132,80 @@ def provision(
     API key pair (LiveKit has no per-service keys without a server restart).
     ``services`` limits the run to some services. With ``dry_run`` nothing
     is changed and the report shows the plan.
+
+    Every backend is planned and checked (names, ownership, privileges, Redis
+    DB numbers, MinIO users) before the first change, and a dry run makes
+    exactly those checks. Env files are written before the credentials in
+    them are set on a server, marked incomplete until the run finishes, so a
+    run that stops halfway loses no password and the next run finishes it.
+
+    Runs are serialised: a lock file in ``env_dir`` and a PostgreSQL advisory
+    lock; a second run waits up to ``lock_timeout`` seconds, then fails
+    without changing anything. ``on_applied`` is called with the backend's
+    name (``"postgres"``, ``"redis"``, ``"storage"``) after its changes are made.
     """
     chosen = [manifest.service(name) for name in services] if services else list(manifest)
+    if dry_run:
+        return _run(manifest, chosen, env_dir, postgres, redis, storage, livekit, True, None)
+    with _serialised(env_dir, postgres, lock_timeout):
+        # Read the env files only now: a run that held the lock may have written them.
+        return _run(manifest, chosen, env_dir, postgres, redis, storage, livekit, False, on_applied)
+
+
+@contextmanager
+def _serialised(env_dir: Path, postgres: PostgresConfig | None, timeout: float) -> Iterator[None]:
+    # The lock file covers runs on this machine (and runs without PostgreSQL),
+    # the advisory lock runs elsewhere that share the server.
+    env_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with (env_dir / ".provision.lock").open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ProvisionError(
+                        f"another `inv provision` has held {env_dir}/.provision.lock for over "
+                        f"{timeout:.0f} s; nothing was changed. Wait for it to finish and run "
+                        "`inv provision` again."
+                    ) from None
+                time.sleep(0.2)
+        try:
+            if postgres is None:
+                yield
+            else:
+                from infra_lib.postgres.provisioner import PostgresProvisioner
+
+                remaining = max(deadline - time.monotonic(), 0.0)
+                with PostgresProvisioner(postgres).lock(timeout=remaining):
+                    yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(
+    manifest: Manifest,
+    chosen: list[ServiceManifest],
+    env_dir: Path,
+    postgres: PostgresConfig | None,
+    redis: RedisConfig | None,
+    storage: S3Config | None,
+    livekit: LiveKitConfig | None,
+    dry_run: bool,
+    on_applied: Callable[[str], None] | None,
+) -> ProvisionReport:
     existing = {s.name: _existing(env_dir, s.name) for s in chosen}
-    rows: list[ProvisionRow] = []
     values: dict[str, dict[str, str]] = {s.name: {"SERVICE_NAME": s.name} for s in chosen}
 
+    # 1. Plan every backend; each planner raises before anything is changed.
+    stages: list[_Stage] = []
     if postgres is not None:
-        plan = _provision_postgres(chosen, existing, postgres, values, dry_run)
-        for obj in plan.objects:
-            change: Change = "planned" if dry_run and obj.change != "unchanged" else obj.change
-            rows.append(
-                ProvisionRow(obj.service, f"postgres {obj.kind}", obj.name, change, obj.summary)
-            )
-
+        stages.append(_plan_postgres(chosen, existing, postgres, values))
     if redis is not None:
-        rows += _provision_redis(chosen, existing, redis, values, dry_run)
-
+        stages.append(_plan_redis(chosen, existing, redis, values))
     if storage is not None:
-        rows += _provision_storage(manifest, chosen, existing, storage, values, dry_run)
-
+        stages.append(_plan_storage(manifest, chosen, existing, storage, values))
     if livekit is not None:
         for service in chosen:
             if service.livekit is not None:
@@ -159,31 +217,104 @@ def provision(
                     }
                 )
 
+    before = {s.name: _read_text(env_path(env_dir, s.name)) for s in chosen}
+    if dry_run:
+        rows = [_planned(row) for stage in stages for row in stage.rows]
+        for service in chosen:
+            path = env_path(env_dir, service.name)
+            if before[service.name] == _render_env(service, values[service.name]):
+                rows.append(ProvisionRow(service.name, "env file", str(path), "unchanged"))
+            else:
+                rows.append(
+                    ProvisionRow(service.name, "env file", str(path), "planned", "would write")
+                )
+        planned_envs = tuple(
+            ServiceEnv(s.name, env_path(env_dir, s.name), values[s.name]) for s in chosen
+        )
+        return ProvisionReport(tuple(rows), True, planned_envs)
+
+    # 2. Hand out every credential before a server accepts it.
+    pending = [s for s in chosen if before[s.name] != _render_env(s, values[s.name])]
+    if any(stage.changed for stage in stages):
+        for service in pending:
+            text = _render_env(service, values[service.name], complete=False)
+            write_private_file(env_path(env_dir, service.name), text)
+
+    # 3. Apply, backend by backend.
+    rows = []
+    done: list[str] = []
+    for stage in stages:
+        try:
+            rows += stage.apply(done)
+        except InfraError as exc:
+            raise ProvisionError(_stopped(stage.backend, exc, done, env_dir, pending)) from exc
+        if on_applied is not None:
+            on_applied(stage.backend)
+
+    # 4. The env files as the servers now are.
     env_files: list[ServiceEnv] = []
     for service in chosen:
         path = env_path(env_dir, service.name)
         text = _render_env(service, values[service.name])
-        current = path.read_text(encoding="utf-8") if path.is_file() else None
-        if current == text:
+        if before[service.name] == text:
             rows.append(ProvisionRow(service.name, "env file", str(path), "unchanged"))
-        elif dry_run:
-            rows.append(ProvisionRow(service.name, "env file", str(path), "planned", "would write"))
         else:
-            env_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_private_file(path, text)
-            change = "create" if current is None else "change"
+            if _read_text(path) != text:
+                write_private_file(path, text)
+            change: Change = "create" if before[service.name] is None else "change"
             rows.append(ProvisionRow(service.name, "env file", str(path), change, "mode 0600"))
         env_files.append(ServiceEnv(service.name, path, values[service.name]))
-    return ProvisionReport(tuple(rows), dry_run, tuple(env_files))
+    return ProvisionReport(tuple(rows), False, tuple(env_files))
 
 
-def _provision_postgres(
+@dataclass(slots=True)
+class _Stage:
+    """One backend's checked plan: rows to show, and how to carry it out."""
+
+    backend: str
+    rows: list[ProvisionRow]
+    changed: bool
+    #: Makes the changes, appends what now exists to its argument, returns the rows.
+    apply: Callable[[list[str]], list[ProvisionRow]]
+
+
+def _planned(row: ProvisionRow) -> ProvisionRow:
+    return row if row.change == "unchanged" else replace(row, change="planned")
+
+
+def _stopped(
+    backend: str, exc: InfraError, done: list[str], env_dir: Path, pending: list[ServiceManifest]
+) -> str:
+    made = "; ".join(done) or "nothing"
+    files = ", ".join(f"{s.name}.env" for s in pending)
+    kept = (
+        f"The env files {files} in {env_dir} already hold every credential set so far and "
+        "are marked incomplete. "
+        if pending
+        else ""
+    )
+    return (
+        f"provisioning stopped while applying the {backend} changes: {exc}\n"
+        f"Done before it stopped: {made}. {kept}Once the server is back, run `inv provision` "
+        "again: it finishes the job."
+    )
+
+
+def _where(service: str, field: str) -> str:
+    return f"service {service!r}, field {field!r}: "
+
+
+def _blame(service: str, field: str, exc: ConfigError | ProvisionError) -> InfraError:
+    """``exc`` again, its message prefixed with the manifest service and field."""
+    return type(exc)(_where(service, field) + str(exc))
+
+
+def _plan_postgres(
     chosen: list[ServiceManifest],
     existing: dict[str, dict[str, str]],
     config: PostgresConfig,
     values: dict[str, dict[str, str]],
-    dry_run: bool,
-) -> PostgresPlan:
+) -> _Stage:
     from infra_lib.postgres.provisioner import DatabaseSpec, PostgresProvisioner, RoleSpec
 
     roles: list[RoleSpec] = []
@@ -231,95 +362,127 @@ def _provision_postgres(
                 "JDBC_DATABASE_PASSWORD": password,
             }
         )
-    return PostgresProvisioner(config).ensure(roles, databases, dry_run=dry_run)
+    provisioner = PostgresProvisioner(config)
+    plan = provisioner.plan(roles, databases, harden=True)
+    rows = [
+        ProvisionRow(
+            obj.service or "(server)", f"postgres {obj.kind}", obj.name, obj.change, obj.summary
+        )
+        for obj in plan.objects
+    ]
+
+    def apply(done: list[str]) -> list[ProvisionRow]:
+        def applied(obj: ObjectPlan) -> None:
+            if obj.change == "create":
+                done.append(f"postgres {obj.kind} {obj.name} created")
+
+        provisioner.apply(plan, on_applied=applied)
+        return rows
+
+    return _Stage("postgres", rows, plan.changed, apply)
 
 
-def _provision_redis(
+def _plan_redis(
     chosen: list[ServiceManifest],
     existing: dict[str, dict[str, str]],
     config: RedisConfig,
     values: dict[str, dict[str, str]],
-    dry_run: bool,
-) -> list[ProvisionRow]:
+) -> _Stage:
     from infra_lib.redis.acl import ensure_acl_user
     from infra_lib.redis.allocator import RedisDbAllocator
 
-    with RedisDbAllocator(config) as allocator:
-        return _allocate_all(chosen, existing, config, values, dry_run, allocator, ensure_acl_user)
-
-
-def _allocate_all(
-    chosen: list[ServiceManifest],
-    existing: dict[str, dict[str, str]],
-    config: RedisConfig,
-    values: dict[str, dict[str, str]],
-    dry_run: bool,
-    allocator: RedisDbAllocator,
-    ensure_acl_user: Callable[..., object],
-) -> list[ProvisionRow]:
-    current = allocator.list() if dry_run else {}
-    rows: list[ProvisionRow] = []
     # Explicit numbers first, so an "auto" service never takes a number the
     # manifest gives to another one.
     ordered = sorted(
-        (s for s in chosen if s.redis is not None),
-        key=lambda s: s.redis is not None and s.redis.db == "auto",
+        ((s, s.redis) for s in chosen if s.redis is not None),
+        key=lambda pair: pair[1].db == "auto",
     )
-    for service in ordered:
-        needs = service.redis
-        if needs is None:
-            continue
-        explicit = None if needs.db == "auto" else needs.db
-        if dry_run:
-            db = current.get(service.name, explicit)
-            if db is not None and current.get(service.name) == db:
-                rows.append(ProvisionRow(service.name, "redis db", str(db), "unchanged"))
-            else:
-                shown = "next free" if db is None else str(db)
-                rows.append(
-                    ProvisionRow(service.name, "redis db", shown, "planned", "would allocate")
-                )
-            if db is None:
-                continue
-        else:
-            allocation = allocator.allocate(service.name, db=explicit)
-            db = allocation.db
+    if not ordered:
+        return _Stage("redis", [], False, lambda done: [])
+    rows: list[ProvisionRow] = []
+    wanted: list[tuple[ServiceManifest, int | None, str | None, str | None]] = []
+    planned: dict[str, int] = {}
+    with RedisDbAllocator(config) as allocator:
+        for service, needs in ordered:
+            explicit = None if needs.db == "auto" else needs.db
+            try:
+                preview = allocator.preview(service.name, db=explicit, pending=planned)
+            except (ConfigError, ProvisionError) as exc:
+                raise _blame(service.name, "redis.db", exc) from exc
+            planned[service.name] = preview.db
             rows.append(
                 ProvisionRow(
                     service.name,
                     "redis db",
-                    str(db),
-                    "create" if allocation.created else "unchanged",
+                    str(preview.db),
+                    "create" if preview.created else "unchanged",
                     needs.purpose,
                 )
             )
-        username: str | None = None
-        password: str | None = config.password
-        if needs.acl:
-            username = service.name
-            password = _password(existing[service.name], "REDIS_PASSWORD")
-            acl_change = str(ensure_acl_user(config, username, password, dry_run=dry_run))
-            change: Change = "unchanged"
-            if acl_change != "unchanged":
-                change = (
-                    "planned" if dry_run else ("create" if acl_change == "created" else "change")
+            username: str | None = None
+            password: str | None = config.password
+            if needs.acl:
+                username = service.name
+                password = _password(existing[service.name], "REDIS_PASSWORD")
+                try:
+                    acl = str(ensure_acl_user(config, username, password, dry_run=True))
+                except (ConfigError, ProvisionError) as exc:
+                    raise _blame(service.name, "redis.acl", exc) from exc
+                rows.append(
+                    ProvisionRow(
+                        service.name,
+                        "redis acl user",
+                        username,
+                        "unchanged"
+                        if acl == "unchanged"
+                        else ("create" if acl == "created" else "change"),
+                    )
                 )
-            rows.append(ProvisionRow(service.name, "redis acl user", username, change))
-            values[service.name]["REDIS_USERNAME"] = username
-            values[service.name]["REDIS_PASSWORD"] = password
-        values[service.name]["REDIS_URL"] = config.url(db, username=username, password=password)
-        values[service.name]["REDIS_DB"] = str(db)
-    return rows
+                values[service.name]["REDIS_USERNAME"] = username
+                values[service.name]["REDIS_PASSWORD"] = password
+            values[service.name]["REDIS_URL"] = config.url(
+                preview.db, username=username, password=password
+            )
+            values[service.name]["REDIS_DB"] = str(preview.db)
+            wanted.append((service, explicit, username, password))
+
+    def apply(done: list[str]) -> list[ProvisionRow]:
+        out = list(rows)
+        with RedisDbAllocator(config) as allocator:
+            for service, explicit, username, password in wanted:
+                allocation = allocator.allocate(service.name, db=explicit)
+                if allocation.created:
+                    done.append(f"redis db {allocation.db} claimed for {service.name}")
+                if allocation.db != planned[service.name]:
+                    # Someone outside this run took the planned number meanwhile.
+                    values[service.name]["REDIS_DB"] = str(allocation.db)
+                    values[service.name]["REDIS_URL"] = config.url(
+                        allocation.db, username=username, password=password
+                    )
+                    out = [
+                        replace(r, name=str(allocation.db))
+                        if r.service == service.name and r.resource == "redis db"
+                        else r
+                        for r in out
+                    ]
+                if (
+                    username is not None
+                    and password is not None
+                    and str(ensure_acl_user(config, username, password)) != "unchanged"
+                ):
+                    done.append(f"redis acl user {username} set")
+        return out
+
+    return _Stage("redis", rows, any(r.change != "unchanged" for r in rows), apply)
 
 
-def _provision_storage(
+def _plan_storage(
     manifest: Manifest,
     chosen: list[ServiceManifest],
     existing: dict[str, dict[str, str]],
     config: S3Config,
     values: dict[str, dict[str, str]],
-    dry_run: bool,
-) -> list[ProvisionRow]:
+) -> _Stage:
     from infra_lib.storage.buckets import BucketManager
     from infra_lib.storage.credentials import ensure_service_user
 
@@ -327,41 +490,48 @@ def _provision_storage(
         (s, s.storage.prefixes) for s in chosen if s.storage is not None and s.storage.prefixes
     ]
     if not users:
-        return []
+        return _Stage("storage", [], False, lambda done: [])
     bucket = manifest.project.bucket_name
     # The bucket's public prefixes come from every service, not only the chosen ones.
     public = [p for s in manifest if s.storage is not None for p in s.storage.public_read]
-    report = BucketManager(config).ensure_bucket(
-        bucket, public_read_prefixes=public, dry_run=dry_run
-    )
+    manager = BucketManager(config)
+    try:
+        report = manager.ensure_bucket(bucket, public_read_prefixes=public, dry_run=True)
+    except (ConfigError, ProvisionError) as exc:
+        raise type(exc)(f"project, field 'project.bucket': {exc}") from exc
     rows = [
         ProvisionRow(
             "(project)",
             "bucket",
             bucket,
-            _change(report.changed, report["bucket"].value == "created", dry_run),
+            _change(report.changed, report["bucket"].value == "created"),
             str(report),
         )
     ]
+    secrets_by_service: dict[str, str] = {}
     for service, own in users:
         prefixes = list(own)
         # MinIO caps secret keys at 40 characters: 30 random bytes, URL-safe.
         secret = _password(existing[service.name], "S3_SECRET_ACCESS_KEY", nbytes=30)
-        creds = ensure_service_user(
-            config,
-            service.name,
-            bucket=bucket,
-            prefixes=prefixes,
-            secret_key=secret,
-            dry_run=dry_run,
-        )
+        secrets_by_service[service.name] = secret
+        try:
+            creds = ensure_service_user(
+                config,
+                service.name,
+                bucket=bucket,
+                prefixes=prefixes,
+                secret_key=secret,
+                dry_run=True,
+            )
+        except (ConfigError, ProvisionError) as exc:
+            raise _blame(service.name, "storage.prefixes", exc) from exc
         change = creds.change.value
         rows.append(
             ProvisionRow(
                 service.name,
                 "storage user",
                 creds.access_key,
-                _change(change != "unchanged", change == "created", dry_run),
+                _change(change != "unchanged", change == "created"),
                 "prefixes " + ", ".join(prefixes),
             )
         )
@@ -377,20 +547,44 @@ def _provision_storage(
                 "S3_SECRET_ACCESS_KEY": secret,
             }
         )
-    return rows
+
+    def apply(done: list[str]) -> list[ProvisionRow]:
+        if manager.ensure_bucket(bucket, public_read_prefixes=public)["bucket"].value == "created":
+            done.append(f"bucket {bucket} created")
+        for service, own in users:
+            creds = ensure_service_user(
+                config,
+                service.name,
+                bucket=bucket,
+                prefixes=list(own),
+                secret_key=secrets_by_service[service.name],
+            )
+            if creds.change.value != "unchanged":
+                done.append(f"storage user {creds.access_key} {creds.change.value}")
+        return rows
+
+    return _Stage("storage", rows, any(r.change != "unchanged" for r in rows), apply)
 
 
-def _change(changed: bool, created: bool, dry_run: bool) -> Change:
+def _change(changed: bool, created: bool) -> Change:
     if not changed:
         return "unchanged"
-    if dry_run:
-        return "planned"
     return "create" if created else "change"
 
 
-def _render_env(service: ServiceManifest, values: dict[str, str]) -> str:
+def _read_text(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+#: First line of an env file whose provisioning run has not finished.
+INCOMPLETE_MARK = "# INCOMPLETE: `inv provision` stopped before finishing; run it again."
+
+
+def _render_env(service: ServiceManifest, values: dict[str, str], *, complete: bool = True) -> str:
     header = [
         f"# Settings of {service.name}, written by `inv provision` from the manifest.",
         "# Holds secrets: keep it out of version control (mode 0600).",
     ]
+    if not complete:
+        header.insert(0, INCOMPLETE_MARK)
     return "\n".join([*header, *(f"{k}={v}" for k, v in values.items())]) + "\n"
