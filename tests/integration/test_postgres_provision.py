@@ -308,7 +308,7 @@ def test_a_connection_limit_beyond_the_server_is_refused(
 ) -> None:
     role, db = names.service("a")
     greedy = RoleSpec(role.name, role.password, service=role.service, connection_limit=100_000)
-    with pytest.raises(ProvisionError, match="field 'postgres.connection_limit'"):
+    with pytest.raises(ProvisionError, match=r"field 'postgres\.connection_limit'"):
         admin.plan([greedy], [db])
 
 
@@ -360,9 +360,12 @@ def test_an_admin_without_createrole_is_told_before_any_change(
 
 
 def test_the_provisioning_lock_makes_a_second_holder_wait(admin: PostgresProvisioner) -> None:
-    with admin.lock():
-        with pytest.raises(ProvisionError, match="another provisioning run"):
-            with PostgresProvisioner(admin.config).lock(timeout=0.5):
-                pass
+    second = PostgresProvisioner(admin.config)
+    with (
+        admin.lock(),
+        pytest.raises(ProvisionError, match="another provisioning run"),
+        second.lock(timeout=0.5),
+    ):
+        pass
     with PostgresProvisioner(admin.config).lock(timeout=0.5):
         pass

@@ -28,7 +28,11 @@ def test_system_roles_are_refused(role: str) -> None:
 
 def test_template_may_still_name_a_system_template() -> None:
     manifest = parse_manifest(
-        {"services": {"x": {"postgres": {"database": "x_db", "role": "x_user", "template": "template1"}}}}
+        {
+            "services": {
+                "x": {"postgres": {"database": "x_db", "role": "x_user", "template": "template1"}}
+            }
+        }
     )
     service = manifest.service("x")
     assert service.postgres is not None and service.postgres.template == "template1"
