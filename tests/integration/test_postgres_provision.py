@@ -350,13 +350,15 @@ def test_an_admin_without_createrole_is_told_before_any_change(
     role, db = names.service("a")
     before = _catalog(admin, names.tag)
     weak_admin = PostgresProvisioner(admin.config.with_login(weak, "weak-pw"))
-    with pytest.raises(ProvisionError) as info:
-        weak_admin.ensure([role], [db])
-    assert "lacks CREATEROLE" in str(info.value) and "lacks CREATEDB" in str(info.value)
-    assert "service 'a-service'" in str(info.value)
-    assert _catalog(admin, names.tag) == before
-    with admin.connect() as conn:
-        conn.execute(f"REVOKE CONNECT ON DATABASE {admin.config.dbname} FROM {weak}")
+    try:
+        with pytest.raises(ProvisionError) as info:
+            weak_admin.ensure([role], [db])
+        assert "lacks CREATEROLE" in str(info.value) and "lacks CREATEDB" in str(info.value)
+        assert "service 'a-service'" in str(info.value)
+        assert _catalog(admin, names.tag) == before
+    finally:
+        with admin.connect() as conn:
+            conn.execute(f"REVOKE CONNECT ON DATABASE {admin.config.dbname} FROM {weak}")
 
 
 def test_the_provisioning_lock_makes_a_second_holder_wait(admin: PostgresProvisioner) -> None:
