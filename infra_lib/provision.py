@@ -235,10 +235,9 @@ def _run(
 
     # 2. Hand out every credential before a server accepts it.
     pending = [s for s in chosen if before[s.name] != _render_env(s, values[s.name])]
-    if any(stage.changed for stage in stages):
-        for service in pending:
-            text = _render_env(service, values[service.name], complete=False)
-            write_private_file(env_path(env_dir, service.name), text)
+    for service in pending:
+        text = _render_env(service, values[service.name], complete=False)
+        write_private_file(env_path(env_dir, service.name), text)
 
     # 3. Apply, backend by backend.
     rows = []
@@ -273,7 +272,6 @@ class _Stage:
 
     backend: str
     rows: list[ProvisionRow]
-    changed: bool
     #: Makes the changes, appends what now exists to its argument, returns the rows.
     apply: Callable[[list[str]], list[ProvisionRow]]
 
@@ -379,7 +377,7 @@ def _plan_postgres(
         provisioner.apply(plan, on_applied=applied)
         return rows
 
-    return _Stage("postgres", rows, plan.changed, apply)
+    return _Stage("postgres", rows, apply)
 
 
 def _plan_redis(
@@ -398,7 +396,7 @@ def _plan_redis(
         key=lambda pair: pair[1].db == "auto",
     )
     if not ordered:
-        return _Stage("redis", [], False, lambda done: [])
+        return _Stage("redis", [], lambda done: [])
     rows: list[ProvisionRow] = []
     wanted: list[tuple[ServiceManifest, int | None, str | None, str | None]] = []
     planned: dict[str, int] = {}
@@ -473,7 +471,7 @@ def _plan_redis(
                     done.append(f"redis acl user {username} set")
         return out
 
-    return _Stage("redis", rows, any(r.change != "unchanged" for r in rows), apply)
+    return _Stage("redis", rows, apply)
 
 
 def _plan_storage(
@@ -490,7 +488,7 @@ def _plan_storage(
         (s, s.storage.prefixes) for s in chosen if s.storage is not None and s.storage.prefixes
     ]
     if not users:
-        return _Stage("storage", [], False, lambda done: [])
+        return _Stage("storage", [], lambda done: [])
     bucket = manifest.project.bucket_name
     # The bucket's public prefixes come from every service, not only the chosen ones.
     public = [p for s in manifest if s.storage is not None for p in s.storage.public_read]
@@ -563,7 +561,7 @@ def _plan_storage(
                 done.append(f"storage user {creds.access_key} {creds.change.value}")
         return rows
 
-    return _Stage("storage", rows, any(r.change != "unchanged" for r in rows), apply)
+    return _Stage("storage", rows, apply)
 
 
 def _change(changed: bool, created: bool) -> Change:
