@@ -371,8 +371,8 @@ def _plan_postgres(
 
     def apply(done: list[str]) -> list[ProvisionRow]:
         def applied(obj: ObjectPlan) -> None:
-            if obj.change == "create":
-                done.append(f"postgres {obj.kind} {obj.name} created")
+            verb = "created" if obj.change == "create" else "changed"
+            done.append(f"postgres {obj.kind} {obj.name} {verb}")
 
         provisioner.apply(plan, on_applied=applied)
         return rows
