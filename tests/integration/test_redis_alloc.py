@@ -460,3 +460,26 @@ def test_allocator_works_without_config_permission(
         assert allocator.allocate("board-service", db=1).db == 1
     with RedisDbAllocator(config, registry_key=registry_key) as admin:
         assert admin.list() == {"board-service": 1}
+
+
+def test_preview_answers_like_allocate_and_claims_nothing(allocator: RedisDbAllocator) -> None:
+    allocator.allocate("chat-service", db=2)
+    assert allocator.preview("chat-service") == Allocation("chat-service", 2, False)
+    assert allocator.preview("board-service", db=1) == Allocation("board-service", 1, True)
+    # Numbers about to be claimed count as taken.
+    pending = {"board-service": 0, "noti-service": 1}
+    assert allocator.preview("auto-service", pending=pending).db == 3
+    with pytest.raises(AllocationConflict, match="'chat-service'"):
+        allocator.preview("noti-service", db=2)
+    with pytest.raises(AllocationConflict, match="already holds Redis DB 2"):
+        allocator.preview("chat-service", db=3)
+    with pytest.raises(ConfigError, match="out of range"):
+        allocator.preview("board-service", db=allocator.databases + 83)
+    assert allocator.list() == {"chat-service": 2}
+
+
+def test_preview_of_a_full_server_is_capacity_exhausted(allocator: RedisDbAllocator) -> None:
+    pending = {f"s{n}-service": n for n in range(allocator.databases) if n != allocator.registry_db}
+    with pytest.raises(CapacityExhausted):
+        allocator.preview("one-more-service", pending=pending)
+    assert allocator.list() == {}
