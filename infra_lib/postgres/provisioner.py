@@ -640,10 +640,9 @@ def _holder(comment: str | None) -> str:
 
 
 def _problems(server: str, problems: list[str]) -> str:
-    head = f"{server}: nothing was changed, because "
     if len(problems) == 1:
-        return head + problems[0]
-    return head + "of these problems:\n  " + "\n  ".join(problems)
+        return f"{problems[0]}. Nothing was changed on {server}."
+    return f"nothing was changed on {server}, because:\n  " + "\n  ".join(problems)
 
 
 def _read_admin(conn: psycopg.Connection[Any]) -> dict[str, Any]:
