@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis
 
-from infra_lib.errors import ProvisionError
+from infra_lib.errors import InfraError, ProvisionError
 from infra_lib.livekit.config import LiveKitConfig
 from infra_lib.manifest import load_manifest
 from infra_lib.postgres.config import PostgresConfig
@@ -140,15 +140,13 @@ def _servers(settings: StackSettings) -> dict[str, Any]:
 def _provision(
     settings: StackSettings, env_dir: Path, path: Path, **kwargs: Any
 ) -> ProvisionReport:
-    return provision(
-        load_manifest(path),
-        env_dir=env_dir,
-        postgres=PostgresConfig.from_stack(settings),
-        redis=RedisConfig.from_stack(settings),
-        storage=S3Config.from_stack(settings),
-        livekit=LiveKitConfig.from_stack(settings),
-        **kwargs,
-    )
+    backends: dict[str, Any] = {
+        "postgres": PostgresConfig.from_stack(settings),
+        "redis": RedisConfig.from_stack(settings),
+        "storage": S3Config.from_stack(settings),
+        "livekit": LiveKitConfig.from_stack(settings),
+    }
+    return provision(load_manifest(path), env_dir=env_dir, **{**backends, **kwargs})
 
 
 def _credentials_work(env_dir: Path, service: str) -> None:
@@ -287,3 +285,25 @@ def test_concurrent_runs_take_turns_and_agree_with_the_servers(env_dir: Path, fr
     again = run_inv("provision", "--manifest", str(path))
     assert again.returncode == 0, again.stderr
     assert "created 0, changed 0" in again.stdout
+
+
+def test_storage_credentials_without_admin_rights_change_no_server(
+    settings: StackSettings, env_dir: Path, fresh: Fresh
+) -> None:
+    owner = fresh.manifest(fresh.full("owner"))
+    _provision(settings, env_dir, owner)
+    env = read_service_env(env_dir, fresh.services[0]).values
+    # A service's own keys in place of the MinIO admin: the server refuses the checks.
+    weak = replace(
+        S3Config.from_stack(settings),
+        access_key=env["S3_ACCESS_KEY_ID"],
+        secret_key=env["S3_SECRET_ACCESS_KEY"],
+    )
+    path = fresh.manifest(fresh.full("a"))
+    before = _servers(settings)
+    for dry_run in (False, True):
+        with pytest.raises(InfraError) as info:
+            _provision(settings, env_dir, path, storage=weak, dry_run=dry_run)
+        assert "stopped while applying" not in str(info.value)
+        assert _servers(settings) == before
+    assert not (env_dir / f"{fresh.name('a')}.env").exists()
