@@ -7,7 +7,8 @@
 # Debian's package mirror, and Go with its module proxy (only when a Go
 # binary is missing). Everything it makes is kept and reused:
 #   base images     infra-lib-standin/base:{bookworm,trixie}, from debootstrap
-#   Go binaries     $INFRA_LIB_CACHE/go/<name>-<version>/ (MinIO, mc, LiveKit)
+#   Go binaries     $INFRA_LIB_CACHE/go/<name>-<version>/ (MinIO, mc, LiveKit,
+#                   VictoriaMetrics, vmalert)
 #   stand-ins       infra-lib-standin/<name>:<pinned version>-r<STANDIN_REV>,
 #                   from scripts/standins/<name>/Dockerfile
 # A second run with everything present only checks and rewrites .env.images.
@@ -21,8 +22,9 @@ usage() {
 	cat <<EOF
 Usage: scripts/offline-images.sh [--rebuild] [--verbose] [--help]
 
-Build the stand-in images for PostgreSQL, Redis, MinIO (and mc), LiveKit and
-coturn from Debian packages and pinned Go sources, then write .env.images at
+Build the stand-in images for PostgreSQL, Redis, MinIO (and mc), LiveKit,
+coturn and the observability layer (VictoriaMetrics, vmalert, the PostgreSQL
+and Redis exporters) from Debian packages and pinned Go sources, then write .env.images at
 the repository root with POSTGRES_IMAGE=..., REDIS_IMAGE=... and so on.
 
 Each step is skipped when its result exists: a base image or stand-in tag
@@ -60,6 +62,11 @@ readonly MC_MODULE=github.com/minio/mc
 readonly MC_MODULE_VERSION=v0.0.0-20250313080218-cf909e1063a9
 readonly LIVEKIT_MODULE=github.com/livekit/livekit-server/cmd/server
 readonly LIVEKIT_VERSION=v1.8.4
+# Observability layer (compose/observability.yaml, profile `observability`).
+readonly VM_MODULE=github.com/VictoriaMetrics/VictoriaMetrics
+readonly VM_VERSION=v1.151.0
+readonly POSTGRES_EXPORTER_VERSION=0.11.1
+readonly REDIS_EXPORTER_VERSION=1.45
 
 readonly BASE_REPO=infra-lib-standin/base
 readonly STANDIN_REPO=infra-lib-standin
@@ -75,7 +82,8 @@ readonly DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 # Stand-in images, in build order: name -> tag, Debian suite, Go programs to
 # copy into the build context, and the .env.images variables that point at it.
-readonly IMAGES=(postgres redis coturn minio mc livekit-server)
+readonly IMAGES=(postgres redis coturn minio mc livekit-server
+	victoria-metrics vmalert postgres-exporter redis-exporter)
 declare -Ar TAG=(
 	[postgres]="$STANDIN_REPO/postgres:$POSTGRES_MAJOR-trixie-r$STANDIN_REV"
 	[redis]="$STANDIN_REPO/redis:$REDIS_SERIES-bookworm-r$STANDIN_REV"
@@ -83,23 +91,34 @@ declare -Ar TAG=(
 	[minio]="$STANDIN_REPO/minio:$MINIO_RELEASE-r$STANDIN_REV"
 	[mc]="$STANDIN_REPO/mc:$MC_MODULE_VERSION-r$STANDIN_REV"
 	[livekit-server]="$STANDIN_REPO/livekit-server:$LIVEKIT_VERSION-r$STANDIN_REV"
+	[victoria-metrics]="$STANDIN_REPO/victoria-metrics:$VM_VERSION-r$STANDIN_REV"
+	[vmalert]="$STANDIN_REPO/vmalert:$VM_VERSION-r$STANDIN_REV"
+	[postgres-exporter]="$STANDIN_REPO/postgres-exporter:$POSTGRES_EXPORTER_VERSION-bookworm-r$STANDIN_REV"
+	[redis-exporter]="$STANDIN_REPO/redis-exporter:$REDIS_EXPORTER_VERSION-bookworm-r$STANDIN_REV"
 )
 declare -Ar SUITE=(
 	[postgres]=trixie [redis]=bookworm [coturn]=bookworm
 	[minio]=bookworm [mc]=bookworm [livekit-server]=bookworm
+	[victoria-metrics]=bookworm [vmalert]=bookworm
+	[postgres-exporter]=bookworm [redis-exporter]=bookworm
 )
-declare -Ar GO_INPUTS=([minio]="minio mc" [mc]="mc" [livekit-server]="livekit-server")
+declare -Ar GO_INPUTS=([minio]="minio mc" [mc]="mc" [livekit-server]="livekit-server"
+	[victoria-metrics]="victoria-metrics" [vmalert]="vmalert")
 declare -Ar ENV_VAR=(
 	[postgres]=POSTGRES_IMAGE [redis]=REDIS_IMAGE [coturn]=COTURN_IMAGE
 	[minio]=MINIO_IMAGE [mc]=MC_IMAGE [livekit-server]=LIVEKIT_IMAGE
+	[victoria-metrics]=VICTORIAMETRICS_IMAGE [vmalert]=VMALERT_IMAGE
+	[postgres-exporter]=POSTGRES_EXPORTER_IMAGE [redis-exporter]=REDIS_EXPORTER_IMAGE
 )
 
 # Go programs, in build order: name -> "module version binary-name".
-readonly GO_PROGRAMS=(minio mc livekit-server)
+readonly GO_PROGRAMS=(minio mc livekit-server victoria-metrics vmalert)
 declare -Ar GO_PROGRAM=(
 	[minio]="$MINIO_MODULE $MINIO_MODULE_VERSION minio"
 	[mc]="$MC_MODULE $MC_MODULE_VERSION mc"
 	[livekit-server]="$LIVEKIT_MODULE $LIVEKIT_VERSION server"
+	[victoria-metrics]="$VM_MODULE/app/victoria-metrics $VM_VERSION victoria-metrics"
+	[vmalert]="$VM_MODULE/app/vmalert $VM_VERSION vmalert"
 )
 
 rebuild=false
