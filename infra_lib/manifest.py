@@ -13,10 +13,12 @@ Example::
     postgres = { database = "board_db", role = "board_user" }
     redis = { db = 1, purpose = "cache, rate limiting" }
     storage = { prefixes = ["boards/"] }
+    metrics = { port = 8000, path = "/metrics", upstream = "host" }
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator
 from datetime import datetime
@@ -37,6 +39,7 @@ RESERVED_ROLES = frozenset({"postgres"})
 __all__ = [
     "LiveKitNeeds",
     "Manifest",
+    "MetricsEndpoint",
     "PostgresNeeds",
     "RedisNeeds",
     "ServiceManifest",
@@ -150,6 +153,53 @@ class LiveKitNeeds(_Strict):
     rooms: bool = True
 
 
+#: A Compose service name (what another container reaches the service as).
+_COMPOSE_SERVICE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+class MetricsEndpoint(_Strict):
+    """Where the observability layer scrapes a service's Prometheus metrics.
+
+    ``upstream = "host"`` is a process on the developer's machine, reached
+    from the metrics store's container as ``host.docker.internal``; any other
+    value is the Compose service name of a container on the stack's networks.
+    """
+
+    port: Annotated[int, Field(ge=1, le=65535)]
+    path: str = "/metrics"
+    upstream: str = "host"
+    scheme: Literal["http", "https"] = "http"
+    #: How often to scrape (None: the layer's METRICS_SCRAPE_INTERVAL).
+    interval: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(ch.isspace() or ch in "?#" for ch in value):
+            raise ValueError(
+                f"path {value!r} must start with '/' and hold no spaces, '?' or '#' "
+                "(e.g. '/metrics' or '/actuator/prometheus')"
+            )
+        return value
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        if value != "host" and not _COMPOSE_SERVICE.fullmatch(value):
+            raise ValueError(
+                f'upstream {value!r} must be "host" (a process on this machine) or a '
+                "Compose service name (lowercase letters, digits, '-', '_', '.')"
+            )
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[1-9][0-9]*(ms|s|m|h)", value):
+            raise ValueError(f"interval {value!r} must be a duration such as '15s' or '1m'")
+        return value
+
+
 class ServiceManifest(_Strict):
     """What one service needs; absent sections mean "does not use it"."""
 
@@ -159,6 +209,7 @@ class ServiceManifest(_Strict):
     redis: RedisNeeds | None = None
     storage: StorageNeeds | None = None
     livekit: LiveKitNeeds | None = None
+    metrics: MetricsEndpoint | None = None
 
 
 class ProjectSection(_Strict):

@@ -229,7 +229,26 @@ def build_checks(
     checks.extend(extra)
     if "coturn" in components:
         checks.append(Check("stun binding", "coturn", "(stack)", _coturn(target)))
+    if "observability" in components:
+        checks.append(
+            Check("metrics targets up", "observability", "(stack)", _observability(target))
+        )
     return checks
+
+
+def _observability(target: SmokeTarget) -> Callable[[], str]:
+    def check() -> str:
+        from infra_lib.observability.report import check_targets
+        from infra_lib.observability.store import MetricsStore
+
+        store = MetricsStore.from_stack(target.settings)
+        store.timeout = TIMEOUT
+        result = check_targets(store)
+        if not result.ok:
+            raise AssertionError(f"down: {result.failure()}")
+        return result.summary()
+
+    return check
 
 
 def _extra_checks(

@@ -21,7 +21,8 @@ __all__ = ["COMPONENTS", "Check", "CheckResult", "SmokeReport", "run_checks"]
 
 logger = logging.getLogger(__name__)
 
-Component = Literal["postgres", "redis", "storage", "livekit", "coturn"]
+Component = Literal["postgres", "redis", "storage", "livekit", "coturn", "observability"]
+#: Checked by default; ``observability`` is added when that layer is on.
 COMPONENTS: tuple[Component, ...] = ("postgres", "redis", "storage", "livekit", "coturn")
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from infra_lib.errors import ConfigError, DockerUnavailable, ServiceUnhealthy, StackError
 from infra_lib.stack.ports import check_ports_free
-from infra_lib.stack.services import SERVICE_NAMES, ServiceSpec, service_spec
+from infra_lib.stack.services import SERVICE_NAMES, ServiceSpec, service_spec, services_for
 from infra_lib.stack.settings import StackSettings
 
 if TYPE_CHECKING:
@@ -74,9 +74,14 @@ class Stack:
     nothing until a method needs Docker.
     """
 
-    def __init__(self, settings: StackSettings, paths: StackPaths) -> None:
+    def __init__(
+        self, settings: StackSettings, paths: StackPaths, *, extra_env_files: Sequence[Path] = ()
+    ) -> None:
         self.settings = settings
         self.paths = paths
+        #: More env files for Compose after ``.env`` (e.g. the observability
+        #: layer's private secrets file); those that do not exist are skipped.
+        self.extra_env_files = tuple(extra_env_files)
         self._client: DockerClient | None = None
 
     @property
@@ -90,20 +95,35 @@ class Stack:
         if self._client is None:
             from python_on_whales import DockerClient
 
+            extra = [p for p in self.extra_env_files if p.is_file()]
             self._client = DockerClient(
                 compose_files=[self.paths.compose_file],
                 compose_project_name=self.project_name,
-                compose_env_files=[self.paths.env_file],
+                compose_env_files=[self.paths.env_file, *extra],
                 compose_project_directory=self.paths.compose_file.parent,
+                compose_profiles=list(self.settings.profiles),
             )
         return self._client
 
     # -- queries ---------------------------------------------------------
 
     def resolve(self, services: Sequence[str] | None) -> list[ServiceSpec]:
-        """The specs of ``services`` (all when empty), rejecting unknown names."""
-        names = list(services) if services else list(SERVICE_NAMES)
-        return [service_spec(name) for name in names]
+        """The specs of ``services`` (all when empty), rejecting unknown names.
+
+        "All" is the core services plus those of the switched-on profiles
+        (``INFRA_PROFILES``); a profile's service may be named only while its
+        profile is on, since Compose would not start it otherwise.
+        """
+        if not services:
+            return list(services_for(self.settings.profiles))
+        specs = [service_spec(name) for name in services]
+        for spec in specs:
+            if spec.profile is not None and spec.profile not in self.settings.profiles:
+                raise ConfigError(
+                    f"service {spec.name!r} belongs to the {spec.profile!r} layer, which is "
+                    f"off; turn it on with `inv up --with {spec.profile}`"
+                )
+        return specs
 
     def status(self, services: Sequence[str] | None = None) -> list[ServiceStatus]:
         """State and health of each service; ``missing`` when it has no container."""
@@ -199,6 +219,12 @@ class Stack:
     def down(self, *, volumes: bool = False, timeout: int = 30) -> None:
         """Stop and remove the containers; remove the named volumes only if asked."""
         self._call(lambda: self.docker.compose.down(volumes=volumes, timeout=timeout, quiet=True))
+
+    def remove(self, services: Sequence[str]) -> None:
+        """Stop and remove the containers of ``services``; their volumes are kept."""
+        names = list(services)
+        if names:
+            self._call(lambda: self.docker.compose.rm(names, stop=True, volumes=False))
 
     def stop(self, services: Sequence[str] | None = None) -> None:
         """Stop services without removing them (their state is kept)."""

@@ -23,6 +23,7 @@ __all__ = [
     "InitResult",
     "mask",
     "parse_env_lines",
+    "set_env_value",
     "write_env_file",
     "write_private_file",
 ]
@@ -176,3 +177,34 @@ def write_env_file(
 
     write_private_file(target, "\n".join(lines_out) + "\n")
     return InitResult(target, tuple(generated), backup)
+
+
+def set_env_value(path: Path, key: str, value: str) -> bool:
+    """Set ``key=value`` in the dotenv file ``path``, keeping every other line.
+
+    The first ``key=`` line is replaced (later duplicates are dropped, so the
+    file says one thing); a missing key is appended. Written atomically with
+    mode 0600, and only when the text changes; true when it did.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; run `inv init` to create it.")
+    if "\n" in value or "\n" in key or not key:
+        raise ConfigError(f"cannot write {key!r} to {path}: keys and values are one line each.")
+    old = path.read_text(encoding="utf-8")
+    lines_out: list[str] = []
+    seen = False
+    for line in old.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("#") and stripped.partition("=")[0].strip() == key:
+            if not seen:
+                lines_out.append(f"{key}={value}")
+            seen = True
+            continue
+        lines_out.append(line)
+    if not seen:
+        lines_out.append(f"{key}={value}")
+    text = "\n".join(lines_out) + "\n"
+    if text == old:
+        return False
+    write_private_file(path, text)
+    return True

@@ -11,7 +11,15 @@ from typing import Literal
 
 from infra_lib.stack.settings import StackSettings
 
-__all__ = ["SERVICES", "SERVICE_NAMES", "PublishedPort", "ServiceSpec", "service_spec"]
+__all__ = [
+    "PROFILE_SERVICES",
+    "SERVICES",
+    "SERVICE_NAMES",
+    "PublishedPort",
+    "ServiceSpec",
+    "service_spec",
+    "services_for",
+]
 
 Protocol = Literal["tcp", "udp"]
 
@@ -50,6 +58,8 @@ class ServiceSpec:
     name: str
     ports: tuple[PublishedPort, ...]
     endpoint_template: str
+    #: The Compose profile the service belongs to; ``None``: always on.
+    profile: str | None = None
 
     def endpoint(self, settings: StackSettings) -> str:
         """Where a client on this host reaches the service."""
@@ -96,12 +106,34 @@ SERVICES: tuple[ServiceSpec, ...] = (
 
 SERVICE_NAMES: tuple[str, ...] = tuple(spec.name for spec in SERVICES)
 
+#: Services that run only when their Compose profile is switched on
+#: (``INFRA_PROFILES``), by profile. They publish nothing unless listed.
+PROFILE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
+    "observability": (
+        ServiceSpec(
+            "victoriametrics",
+            (PublishedPort("METRICS_PORT", "tcp"),),
+            "http://{url_host}:{metrics_port}/vmui",
+            profile="observability",
+        ),
+        ServiceSpec("vmalert", (), "(via :{metrics_port}/api/v1/alerts)", "observability"),
+        ServiceSpec("postgres-exporter", (), "(internal :9187)", "observability"),
+        ServiceSpec("redis-exporter", (), "(internal :9121)", "observability"),
+    ),
+}
+
+
+def services_for(profiles: tuple[str, ...] | list[str]) -> tuple[ServiceSpec, ...]:
+    """The core services, then those of each switched-on profile."""
+    extra = [spec for name in profiles for spec in PROFILE_SERVICES.get(name, ())]
+    return (*SERVICES, *extra)
+
 
 def service_spec(name: str) -> ServiceSpec:
     """The spec of service ``name``; raises ConfigError for an unknown name."""
     from infra_lib.errors import ConfigError
 
-    for spec in SERVICES:
+    for spec in services_for(list(PROFILE_SERVICES)):
         if spec.name == name:
             return spec
     raise ConfigError(f"unknown service {name!r}; known services: {', '.join(SERVICE_NAMES)}")

@@ -17,9 +17,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra_lib.errors import ConfigError
 
-__all__ = ["Port", "StackSettings", "load_stack_settings"]
+__all__ = ["KNOWN_PROFILES", "Port", "StackSettings", "load_stack_settings"]
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+#: Compose profiles of ``compose/*.yaml`` that ``INFRA_PROFILES`` may switch on.
+KNOWN_PROFILES: tuple[str, ...] = ("observability",)
+
+# What VictoriaMetrics accepts for -retentionPeriod and Prometheus for intervals.
+_DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
 
 # Compose's own rule for project names.
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -70,6 +76,16 @@ class StackSettings(BaseSettings):
     turn_secret: SecretStr | None = None
     turn_realm: str = "infra.local"
 
+    #: Compose profiles switched on (comma-separated), e.g. ``observability``;
+    #: written by ``inv up --with NAME`` / ``--without NAME``.
+    infra_profiles: str = ""
+
+    #: Observability layer (``compose/observability.yaml``).
+    metrics_port: Port = 8428
+    metrics_retention: str = "7d"
+    metrics_scrape_interval: str = "10s"
+    victoriametrics_image: str = "victoriametrics/victoria-metrics:v1.151.0"
+
     #: Components the smoke suite leaves out because they are not deployed
     #: here (comma-separated: postgres, redis, storage, livekit, coturn).
     infra_smoke_skip: str = ""
@@ -83,6 +99,29 @@ class StackSettings(BaseSettings):
                 "lowercase letters, digits, '-' and '_'"
             )
         return value
+
+    @field_validator("metrics_retention", "metrics_scrape_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _DURATION.fullmatch(value):
+            raise ValueError("must be a duration such as 15s, 5m, 12h, 7d, 4w or 1y")
+        return value
+
+    @field_validator("infra_profiles")
+    @classmethod
+    def _profiles(cls, value: str) -> str:
+        for name in (x.strip() for x in value.split(",")):
+            if name and name not in KNOWN_PROFILES:
+                raise ValueError(
+                    f"unknown profile {name!r}; known profiles: {', '.join(KNOWN_PROFILES)}"
+                )
+        return value
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        """The Compose profiles switched on, in the order written, without duplicates."""
+        names = (x.strip() for x in self.infra_profiles.split(","))
+        return tuple(dict.fromkeys(x for x in names if x))
 
     def port_range(self, start_field: str, end_field: str) -> range:
         """The inclusive port range between two fields, as a ``range``."""

@@ -1,0 +1,152 @@
+"""Bring the layer's generated files and credentials in line, for ``inv up``/``provision``.
+
+:func:`prepare` runs before Compose starts the layer: it writes the
+monitoring credentials (handed to Compose as secrets) and the scrape config,
+the latter checked by VictoriaMetrics itself first. :func:`apply_credentials`
+runs once PostgreSQL and Redis are healthy and sets the same credentials on
+them; :func:`reload` makes a running metrics store read a changed config.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from infra_lib.manifest import Manifest
+from infra_lib.observability.credentials import (
+    POSTGRES_MONITOR_ROLE,
+    REDIS_MONITOR_USER,
+    MonitorCredentials,
+    ensure_credentials,
+    ensure_postgres_monitor,
+    ensure_redis_monitor,
+)
+from infra_lib.observability.layer import LayerPaths
+from infra_lib.observability.scrape import (
+    build_scrape_jobs,
+    render_scrape_config,
+    write_scrape_config,
+)
+from infra_lib.provision import ProvisionRow
+from infra_lib.stack.envfile import write_private_file
+
+if TYPE_CHECKING:
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.redis.config import RedisConfig
+    from infra_lib.stack.compose import Stack
+
+__all__ = ["Prepared", "apply_credentials", "prepare", "reload"]
+
+logger = logging.getLogger(__name__)
+
+_SERVICE = "(observability)"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What :func:`prepare` wrote."""
+
+    credentials: MonitorCredentials
+    scrape_changed: bool
+    rows: tuple[ProvisionRow, ...]
+
+
+def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = False) -> Prepared:
+    """Write the credentials and the checked scrape config for ``stack``.
+
+    The config is built from ``manifest`` and the stack's settings, rendered,
+    and run through VictoriaMetrics' ``-dryRun`` in a scratch folder; only a
+    config that passes replaces the one the server reads. With ``dry_run``
+    the config is checked but nothing is replaced.
+    """
+    paths = LayerPaths(env_dir)
+    settings = stack.settings
+    had_secrets = paths.secrets_env.is_file()
+    credentials = ensure_credentials(
+        paths,
+        minio_access_key=settings.required("minio_root_user"),
+        minio_secret_key=settings.secret("minio_root_password"),
+    )
+    text = render_scrape_config(settings, build_scrape_jobs(manifest))
+    scratch = paths.root / "check"
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    try:
+        candidate = scratch / "scrape.yml"
+        write_private_file(candidate, text)
+        from infra_lib.observability.store import check_scrape_config
+
+        check_scrape_config(stack, candidate)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    changed = False if dry_run else write_scrape_config(paths, text)
+    rows = (
+        ProvisionRow(
+            _SERVICE,
+            "credentials",
+            str(paths.secrets_env),
+            "unchanged" if had_secrets else "create",
+            "mode 0600; Compose secrets of the exporters",
+        ),
+        ProvisionRow(
+            _SERVICE,
+            "scrape config",
+            str(paths.scrape_file),
+            "change" if changed else "unchanged",
+            "passed victoria-metrics -dryRun",
+        ),
+    )
+    return Prepared(credentials, changed, rows)
+
+
+def apply_credentials(
+    credentials: MonitorCredentials,
+    *,
+    postgres: PostgresConfig | None,
+    redis: RedisConfig | None,
+    postgres_db: str = "postgres",
+    dry_run: bool = False,
+) -> list[ProvisionRow]:
+    """Create or correct the monitoring role and ACL user (None skips a backend)."""
+    rows: list[ProvisionRow] = []
+    if postgres is not None:
+        change = ensure_postgres_monitor(
+            postgres, credentials.postgres_password, database=postgres_db, dry_run=dry_run
+        )
+        rows.append(
+            ProvisionRow(
+                _SERVICE,
+                "postgres role",
+                POSTGRES_MONITOR_ROLE,
+                "planned" if dry_run and change != "unchanged" else change,
+                f"pg_monitor, CONNECT on {postgres_db} only",
+            )
+        )
+    if redis is not None:
+        change = ensure_redis_monitor(redis, credentials.redis_password, dry_run=dry_run)
+        rows.append(
+            ProvisionRow(
+                _SERVICE,
+                "redis acl user",
+                REDIS_MONITOR_USER,
+                "planned" if dry_run and change != "unchanged" else change,
+                "no keys, no channels, INFO/SLOWLOG/LATENCY only",
+            )
+        )
+    return rows
+
+
+def reload(stack: Stack) -> bool:
+    """Ask a running metrics store to re-read its scrape config; false if it is not running."""
+    from infra_lib.errors import ServiceUnavailable
+    from infra_lib.observability.store import MetricsStore
+
+    store = MetricsStore.from_stack(stack.settings)
+    try:
+        store.reload()
+    except ServiceUnavailable as exc:
+        logger.debug("metrics store not reloaded: %s", exc)
+        return False
+    return True
