@@ -76,12 +76,15 @@ def _env_file(env_file: str | None) -> Path:
 
 
 def _stack(env_file: str | None) -> Stack:
+    from infra_lib.observability.layer import LayerPaths
     from infra_lib.stack.compose import Stack, StackPaths
     from infra_lib.stack.settings import load_stack_settings
 
     paths = StackPaths.for_root(ROOT, _env_file(env_file))
     settings = load_stack_settings(paths.env_file, environ=os.environ)
-    return Stack(settings, paths)
+    # The observability layer's secrets reach Compose as a second env file.
+    secrets_env = LayerPaths(_env_dir(settings.compose_project_name)).secrets_env
+    return Stack(settings, paths, extra_env_files=[secrets_env])
 
 
 def _status_table(
@@ -126,10 +129,92 @@ def init(c: Context, force: bool = False, env_file: str | None = None) -> None:
         _init_env(_env_file(env_file), force, print)
 
 
+def _switch_profiles(
+    env_file: str | None, on: Sequence[str], off: Sequence[str], say: Callable[[str], None]
+) -> Stack:
+    """Write INFRA_PROFILES for --with/--without; stop the layers switched off."""
+    from infra_lib.stack.envfile import set_env_value
+    from infra_lib.stack.services import PROFILE_SERVICES
+
+    stack = _stack(env_file)
+    if not on and not off:
+        return stack
+    both = set(on) & set(off)
+    if both:
+        raise Exit(f"--with and --without both name {', '.join(sorted(both))}", code=2)
+    wanted = [p for p in (*stack.settings.profiles, *on) if p not in off]
+    value = ",".join(dict.fromkeys(wanted))
+    if os.environ.get("INFRA_PROFILES") not in (None, "", value):
+        raise Exit(
+            "INFRA_PROFILES is set in the environment and would override .env; "
+            "unset it to use --with/--without",
+            code=2,
+        )
+    # Validated by the settings before anything is written or stopped.
+    from infra_lib.stack.settings import load_stack_settings
+
+    load_stack_settings(stack.paths.env_file, environ={"INFRA_PROFILES": value})
+    dropped = [p for p in stack.settings.profiles if p in off]
+    if dropped:
+        names = [spec.name for p in dropped for spec in PROFILE_SERVICES.get(p, ())]
+        stack.remove(names)
+        say(f"stopped the {', '.join(dropped)} layer ({', '.join(names)}); its volumes are kept")
+    if set_env_value(stack.paths.env_file, "INFRA_PROFILES", value):
+        say(f"INFRA_PROFILES={value} written to {stack.paths.env_file}")
+    return _stack(env_file)
+
+
+def _observability_up(stack: Stack, manifest: str | None) -> None:
+    """Write the layer's credentials and checked scrape config before Compose starts it."""
+    from infra_lib.manifest import load_manifest
+    from infra_lib.observability.apply import prepare
+
+    prepare(
+        stack,
+        load_manifest(Path(manifest).resolve() if manifest else MANIFEST),
+        _env_dir(stack.project_name),
+    )
+
+
+def _observability_provision(
+    stack: Stack, manifest: str | None, *, dry_run: bool, postgres: bool, redis: bool
+) -> ProvisionReport:
+    """Monitoring role and ACL user on the servers, config reloaded, as a report."""
+    from infra_lib.manifest import load_manifest
+    from infra_lib.observability.apply import apply_credentials, prepare, reload
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.provision import ProvisionReport
+    from infra_lib.redis.config import RedisConfig
+
+    prepared = prepare(
+        stack,
+        load_manifest(Path(manifest).resolve() if manifest else MANIFEST),
+        _env_dir(stack.project_name),
+        dry_run=dry_run,
+    )
+    rows = apply_credentials(
+        prepared.credentials,
+        postgres=PostgresConfig.from_stack(stack.settings) if postgres else None,
+        redis=RedisConfig.from_stack(stack.settings) if redis else None,
+        postgres_db=stack.settings.postgres_db,
+        dry_run=dry_run,
+    )
+    if prepared.scrape_changed:
+        reload(stack)
+    return ProvisionReport((*prepared.rows, *rows), dry_run)
+
+
+# Long flags only: automatic short flags would give --without `-h`.
 @task(
-    iterable=["service"],
+    auto_shortflags=False,
+    iterable=["service", "with_", "without"],
     help={
-        "service": "Start only this service (repeatable). Default: all five.",
+        "service": "Start only this service (repeatable). Default: all five, plus the "
+        "switched-on layers' services.",
+        "with": "Switch a layer on and remember it in .env (INFRA_PROFILES), e.g. "
+        "--with observability (repeatable).",
+        "without": "Switch a layer off (its containers are removed, its volumes kept) and "
+        "remember that in .env (repeatable).",
         "wait": "Wait for every service to be healthy (default). --no-wait returns at once.",
         "timeout": "Seconds to wait for health before failing (default 180).",
         "env-file": "Use this env file instead of .env.",
@@ -145,16 +230,23 @@ def up(
     env_file: str | None = None,
     verbose: bool = False,
     provision: bool = True,
+    with_: list[str] | None = None,
+    without: list[str] | None = None,
 ) -> None:
     """Start the stack, wait until it is healthy, and print where each service answers."""
+    from infra_lib.observability.layer import is_enabled
+
     _setup_logging(verbose)
     with _errors():
         path = _env_file(env_file)
         if not path.exists():
             print(f"{path} does not exist yet; creating it with generated secrets")
             _init_env(path, False, print)
-        stack = _stack(env_file)
+        stack = _switch_profiles(env_file, with_ or [], without or [], print)
         names = [s.name for s in stack.resolve(service)]
+        observability = is_enabled(stack.settings)
+        if observability:
+            _observability_up(stack, None)
         say: Callable[[str], None] | None = print if verbose else None
         statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say)
         checks: dict[str, str] = {}
@@ -175,6 +267,16 @@ def up(
                 storage="minio" in started,
             )
             _report_table(report)
+        if provision and wait and observability:
+            _report_table(
+                _observability_provision(
+                    stack,
+                    None,
+                    dry_run=False,
+                    postgres="postgres" in started,
+                    redis="redis" in started,
+                )
+            )
 
 
 @task(
@@ -327,9 +429,18 @@ def provision(
     env_file: str | None = None,
 ) -> None:
     """Create each service's database, role, Redis DB and storage user; write its env file."""
+    from infra_lib.observability.layer import is_enabled
+
     with _errors():
-        report = _provision(_stack(env_file), service, dry_run=dry_run, manifest=manifest)
+        stack = _stack(env_file)
+        report = _provision(stack, service, dry_run=dry_run, manifest=manifest)
         _report_table(report)
+        if is_enabled(stack.settings) and not service:
+            _report_table(
+                _observability_provision(
+                    stack, manifest, dry_run=dry_run, postgres=True, redis=True
+                )
+            )
 
 
 @task(
@@ -358,7 +469,8 @@ def env(c: Context, service: str, show_secrets: bool = False, env_file: str | No
         "env": "Environment name: reads .env.<NAME> instead of .env (e.g. --env staging).",
         "env-file": "Read this env file instead (overrides --env).",
         "skip": "Leave out a component that is not deployed (repeatable); adds to "
-        "INFRA_SMOKE_SKIP from the env file.",
+        "INFRA_SMOKE_SKIP from the env file. `observability` leaves out the metrics "
+        "checks that run when that layer is on.",
         "service": "Check only this service (repeatable).",
         "junit": "Write JUnit XML here (default: reports/junit-smoke.xml).",
         "manifest": "Manifest file (default: infra.toml).",
@@ -375,6 +487,7 @@ def smoke(
 ) -> None:
     """Check every service end to end with its own credentials; exit 1 naming failures."""
     from infra_lib.manifest import load_manifest
+    from infra_lib.observability.layer import PROFILE, is_enabled
     from infra_lib.smoke.checks import SmokeTarget, build_checks
     from infra_lib.smoke.runner import COMPONENTS, run_checks
 
@@ -384,7 +497,7 @@ def smoke(
         stack = _stack(env_file)
         skipped = {x.strip() for x in stack.settings.infra_smoke_skip.split(",") if x.strip()}
         skipped |= set(skip or ())
-        unknown = skipped - set(COMPONENTS)
+        unknown = skipped - {*COMPONENTS, PROFILE}
         if unknown:
             raise Exit(
                 f"unknown component(s) {', '.join(sorted(unknown))}; "
@@ -397,6 +510,8 @@ def smoke(
             _env_dir(stack.project_name),
         )
         components = [x for x in COMPONENTS if x not in skipped]
+        if is_enabled(stack.settings) and PROFILE not in skipped:
+            components.append("observability")
         report = run_checks(
             build_checks(target, components=components, services=service or None),
             skipped=sorted(skipped),
@@ -423,6 +538,44 @@ def _smoke_table(report: SmokeReport) -> None:
     passed = sum(r.ok for r in report.results)
     print(f"smoke took {report.seconds:.2f}s")
     print(f"smoke: {passed} passed, {len(report.failures)} failed")
+
+
+@task(
+    help={
+        "errors": "Also print each target's last scrape error.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def metrics(c: Context, errors: bool = False, env_file: str | None = None) -> None:
+    """Print each scrape target (up/down, last scrape, key gauges) and firing alerts.
+
+    Exits 1 when a target of the stack itself is down; the team's services
+    from infra.toml are listed but may simply not be running.
+    """
+    from rich.table import Table
+
+    from infra_lib.observability.layer import require_enabled
+    from infra_lib.observability.report import check_targets, metrics_rows
+    from infra_lib.observability.store import MetricsStore
+
+    with _errors():
+        stack = _stack(env_file)
+        require_enabled(stack.settings)
+        store = MetricsStore.from_stack(stack.settings)
+        rows = metrics_rows(store)
+        table = Table(title=f"metrics of {stack.project_name!r} ({store.base_url}/vmui)")
+        for column in ("job", "instance", "state", "last scrape", "key gauges"):
+            table.add_column(column)
+        for row in rows:
+            state = "[green]up[/]" if row.up else "[red]down[/]"
+            detail = row.gauges or (row.error if errors else "")
+            job = row.job if row.layer == "stack" else f"{row.job} (service)"
+            table.add_row(job, row.instance, state, row.last_scrape, detail)
+        _console().print(table)
+        check = check_targets(store)
+        print(check.summary())
+        if not check.ok:
+            raise Exit(f"stack targets down: {check.failure()}", code=1)
 
 
 def _livekit(env_file: str | None) -> LiveKitConfig:
