@@ -30,7 +30,9 @@ def stack() -> Stack:
     if not paths.env_file.exists():
         pytest.fail(f"{paths.env_file} is missing: start the stack with `inv up` first")
     settings = load_stack_settings(paths.env_file, environ=os.environ)
-    running = Stack(settings, paths)
+    # As the tasks build it: the observability layer's secrets for Compose.
+    secrets_env = ROOT / "env" / settings.compose_project_name / "observability" / "secrets.env"
+    running = Stack(settings, paths, extra_env_files=[secrets_env])
     bad = [s for s in running.status() if not s.ok]
     if bad:
         pytest.fail(

@@ -18,6 +18,7 @@ TASKS = [
     "provision",
     "env",
     "smoke",
+    "metrics",
     "token",
     "rooms",
     "backup",
