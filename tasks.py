@@ -199,7 +199,7 @@ def _observability_provision(
         postgres_db=stack.settings.postgres_db,
         dry_run=dry_run,
     )
-    if prepared.scrape_changed:
+    if prepared.scrape_changed and not dry_run:
         reload(stack)
     return ProvisionReport((*prepared.rows, *rows), dry_run)
 

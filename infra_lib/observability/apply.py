@@ -47,7 +47,7 @@ _SERVICE = "(observability)"
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """What :func:`prepare` wrote."""
+    """What :func:`prepare` wrote (or, for a dry run, would write)."""
 
     credentials: MonitorCredentials
     scrape_changed: bool
@@ -69,8 +69,10 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
         paths,
         minio_access_key=settings.required("minio_root_user"),
         minio_secret_key=settings.secret("minio_root_password"),
+        save=not dry_run,
     )
     text = render_scrape_config(settings, build_scrape_jobs(manifest))
+    paths.make_dirs()
     scratch = paths.root / "check"
     scratch.mkdir(mode=0o700, exist_ok=True)
     try:
@@ -81,20 +83,24 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
         check_scrape_config(stack, candidate)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    changed = False if dry_run else write_scrape_config(paths, text)
+    if dry_run:
+        current = paths.scrape_file
+        changed = not current.is_file() or current.read_text(encoding="utf-8") != text
+    else:
+        changed = write_scrape_config(paths, text)
     rows = (
         ProvisionRow(
             _SERVICE,
             "credentials",
             str(paths.secrets_env),
-            "unchanged" if had_secrets else "create",
+            "unchanged" if had_secrets else "planned" if dry_run else "create",
             "mode 0600; Compose secrets of the exporters",
         ),
         ProvisionRow(
             _SERVICE,
             "scrape config",
             str(paths.scrape_file),
-            "change" if changed else "unchanged",
+            ("planned" if dry_run else "change") if changed else "unchanged",
             "passed victoria-metrics -dryRun",
         ),
     )

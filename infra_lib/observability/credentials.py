@@ -145,15 +145,15 @@ def _token_valid(token: str, access_key: str, secret_key: str) -> bool:
 
 
 def ensure_credentials(
-    paths: LayerPaths, *, minio_access_key: str, minio_secret_key: str
+    paths: LayerPaths, *, minio_access_key: str, minio_secret_key: str, save: bool = True
 ) -> MonitorCredentials:
     """Read the monitoring credentials, generating what is missing, and save them.
 
     Passwords already handed out are kept, so a second run changes nothing;
     the MinIO token is made again only when the root credentials changed.
-    The file is rewritten (atomically, mode 0600) only when its text changes.
+    The file is rewritten (atomically, mode 0600) only when its text changes,
+    and never with ``save=False`` (a dry run).
     """
-    paths.make_dirs()
     path = paths.secrets_env
     old_text = path.read_text(encoding="utf-8") if path.is_file() else ""
     old = parse_env_lines(old_text)
@@ -171,7 +171,8 @@ def ensure_credentials(
         "# Written by `inv up` / `inv provision`; private (mode 0600). Do not edit.\n"
         + "".join(f"{key}={value}\n" for key, value in values.items())
     )
-    if text != old_text:
+    if save and text != old_text:
+        paths.make_dirs()
         write_private_file(path, text)
     return MonitorCredentials(postgres, redis, token)
 

@@ -93,17 +93,20 @@ class Stack:
     def docker(self) -> DockerClient:
         """The python-on-whales client bound to this project."""
         if self._client is None:
-            from python_on_whales import DockerClient
-
-            extra = [p for p in self.extra_env_files if p.is_file()]
-            self._client = DockerClient(
-                compose_files=[self.paths.compose_file],
-                compose_project_name=self.project_name,
-                compose_env_files=[self.paths.env_file, *extra],
-                compose_project_directory=self.paths.compose_file.parent,
-                compose_profiles=list(self.settings.profiles),
-            )
+            self._client = self._make_client(self.settings.profiles)
         return self._client
+
+    def _make_client(self, profiles: Sequence[str]) -> DockerClient:
+        from python_on_whales import DockerClient
+
+        extra = [p for p in self.extra_env_files if p.is_file()]
+        return DockerClient(
+            compose_files=[self.paths.compose_file],
+            compose_project_name=self.project_name,
+            compose_env_files=[self.paths.env_file, *extra],
+            compose_project_directory=self.paths.compose_file.parent,
+            compose_profiles=list(profiles),
+        )
 
     # -- queries ---------------------------------------------------------
 
@@ -217,8 +220,15 @@ class Stack:
         return self.status(names)
 
     def down(self, *, volumes: bool = False, timeout: int = 30) -> None:
-        """Stop and remove the containers; remove the named volumes only if asked."""
-        self._call(lambda: self.docker.compose.down(volumes=volumes, timeout=timeout, quiet=True))
+        """Stop and remove the containers; remove the named volumes only if asked.
+
+        Every profile counts here, switched on or not, so that a layer
+        switched off while running, and its volumes with ``volumes``, go too.
+        """
+        from infra_lib.stack.settings import KNOWN_PROFILES
+
+        client = self._make_client(KNOWN_PROFILES)
+        self._call(lambda: client.compose.down(volumes=volumes, timeout=timeout, quiet=True))
 
     def remove(self, services: Sequence[str]) -> None:
         """Stop and remove the containers of ``services``; their volumes are kept."""
