@@ -317,3 +317,28 @@ def test_metrics_task_says_how_to_turn_the_layer_on(throwaway_env: Path) -> None
     result = run_inv("metrics", env_file=throwaway_env)
     assert result.returncode == 2
     assert "inv up --with observability" in result.stderr
+
+
+@pytest.mark.lifecycle
+def test_down_removes_a_layer_switched_off_while_running(throwaway_env: Path) -> None:
+    from infra_lib.stack.envfile import set_env_value
+    from tests.integration.conftest import free_port, isolated_environ
+
+    set_env_value(throwaway_env, "METRICS_PORT", str(free_port()))
+    up = run_inv(
+        "up", "--with", "observability", "--service", "victoriametrics", env_file=throwaway_env
+    )
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    settings = load_stack_settings(throwaway_env, environ=isolated_environ())
+    stack = Stack(settings, StackPaths.for_root(ROOT, throwaway_env))
+    assert [s.name for s in stack.status(["victoriametrics"]) if s.ok] == ["victoriametrics"]
+    # Switched off by hand in .env while its container runs.
+    set_env_value(throwaway_env, "INFRA_PROFILES", "")
+    down = run_inv("down", "--volumes", "--yes", env_file=throwaway_env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    project = settings.compose_project_name
+    left = stack.docker.container.list(
+        all=True, filters=[("label", f"com.docker.compose.project={project}")]
+    )
+    assert left == []
+    assert stack.volumes() == []

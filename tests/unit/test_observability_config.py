@@ -258,3 +258,10 @@ def test_set_env_value_replaces_one_line_and_keeps_the_rest(tmp_path: Path) -> N
     assert set_env_value(env, "NEW", "x") is True
     assert env.read_text().endswith("B=2\nNEW=x\n")
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
+
+
+def test_a_dry_run_writes_no_credentials(tmp_path: Path) -> None:
+    paths = LayerPaths(tmp_path / "env" / "demo")
+    planned = ensure_credentials(paths, minio_access_key="root", minio_secret_key="s", save=False)
+    assert planned.postgres_password
+    assert not paths.secrets_env.exists()
