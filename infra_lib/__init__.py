@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "ServiceStatus": "infra_lib.stack.compose",
     "TurnCredentials": "infra_lib.turn",
     "turn_credentials": "infra_lib.turn",
+    "MetricsEndpoint": "infra_lib.manifest",
+    "MetricsStore": "infra_lib.observability.store",
 }
 
 __all__ = [
@@ -66,6 +68,8 @@ __all__ = [
     "LiveKitError",
     "Manifest",
     "ManifestError",
+    "MetricsEndpoint",
+    "MetricsStore",
     "PortInUse",
     "PostgresConfig",
     "ProvisionError",
@@ -114,7 +118,8 @@ if TYPE_CHECKING:
     )
     from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.livekit.tokens import TokenFactory
-    from infra_lib.manifest import Manifest, load_manifest
+    from infra_lib.manifest import Manifest, MetricsEndpoint, load_manifest
+    from infra_lib.observability.store import MetricsStore
     from infra_lib.postgres.config import PostgresConfig
     from infra_lib.provision import ProvisionReport, provision
     from infra_lib.redis.config import RedisConfig

@@ -53,3 +53,11 @@ def errors() -> int:
     except infra_lib.InfraError as exc:
         return exc.exit_code
     return 0
+
+
+def metrics(settings: infra_lib.StackSettings) -> list[str]:
+    store = infra_lib.MetricsStore.from_stack(settings)
+    endpoint = infra_lib.MetricsEndpoint(port=8000, path="/metrics")
+    down = [t.job for t in store.targets() if not t.up]
+    value: float | None = store.value("sum(up)")
+    return [*down, endpoint.path, str(value)]
