@@ -93,6 +93,8 @@ _NAME = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-(?P<target>postgres|redis|minio)(?:
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: ``all`` or ``service:<service name>``; it is printed, so no markup or control codes.
+_SCOPE = re.compile(r"all|service:[a-z0-9][a-z0-9_-]{0,62}")
 
 
 # -- manifest ---------------------------------------------------------------
@@ -166,6 +168,13 @@ class ArchiveManifest(_Frozen):
     files: tuple[FileEntry, ...]
     #: What was included and left out, in words and flags.
     included: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        if not _SCOPE.fullmatch(value):
+            raise ValueError(f"{value[:80]!r} is neither 'all' nor 'service:<name>'")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

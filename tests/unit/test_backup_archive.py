@@ -486,3 +486,10 @@ def test_a_symlinked_manifest_is_refused(tmp_path: Path) -> None:
     (info.path / MANIFEST_NAME).symlink_to(elsewhere)
     with pytest.raises(BackupCorrupt, match="symbolic link"):
         read_archive(info.path)
+
+
+def test_a_scope_that_is_not_a_service_is_refused(tmp_path: Path) -> None:
+    info = make_archive(tmp_path)
+    _tamper(info, lambda d: d.update(scope="[link=https://x.example]all[/link]\x1b[2J"))
+    with pytest.raises(BackupCorrupt, match=r"scope: Value error, .* is neither 'all'"):
+        read_archive(info.path)
