@@ -558,8 +558,8 @@ def find_remote(store: RemoteStore, name: str) -> RemoteArchive:
             match is not None
             and client.bucket_exists(store.location.bucket)
             and any(
-                True
-                for _ in client.list_objects(
+                obj.object_name == store.location.key(name, MANIFEST_NAME)
+                for obj in client.list_objects(
                     store.location.bucket, prefix=store.location.key(name, MANIFEST_NAME)
                 )
             )
