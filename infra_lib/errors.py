@@ -21,7 +21,8 @@ print its message, which always says what happened and what to do next::
     ├── WebhookRejected        a webhook's signature, key, expiry or body hash does not check out
     ├── BackupError            a backup or restore failed (dump, copy, count check)
     │   └── BackupCorrupt      an archive does not match its manifest (missing file, checksum)
-    └── RestoreRefused         a restore would overwrite data; nothing was changed
+    └── RestoreRefused         a restore would overwrite data, or grant what an archive may
+                               not (a privileged role, a stripped encryption); nothing changed
 
 Driver errors (psycopg, redis, minio, botocore, livekit) are translated at the
 client edge with ``raise ... from exc``, so the original stays attached.
@@ -183,10 +184,14 @@ class BackupCorrupt(BackupError):
 
 
 class RestoreRefused(InfraError):
-    """A restore would overwrite existing data; nothing was changed.
+    """A restore was refused before it changed anything.
 
-    Restore into a new name instead (``--into``), or pass ``--force`` to
-    replace the data.
+    Either it would overwrite existing data (restore into a new name with
+    ``--into``, or pass ``--force`` to replace the data), or the archive
+    asks for what a restore never does on an archive's word: a role with
+    SUPERUSER and the like, membership of a privileged role, or an
+    unencrypted archive where a passphrase says to expect an encrypted one.
+    The message says which, and what to do.
     """
 
     exit_code = 3

@@ -302,6 +302,50 @@ class _Plan:
     holds: int
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_HEADER_VALUE = re.compile(r"[^\x00-\x1f\x7f]{0,2048}")
+_SETTINGS = {"versioning", "policy", "lifecycle", "tags", "encryption"}
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """Why an ``index.jsonl`` line may not reach the server, or None.
+
+    Its key and headers go into PUT requests: a key must be one S3 accepts,
+    and only the headers a backup keeps may come back (no ``x-amz-acl``,
+    no ``x-amz-website-redirect-location``, no CR/LF).
+    """
+    if not isinstance(entry, dict):
+        return "is not a JSON object"
+    key = entry.get("key")
+    if not isinstance(key, str) or not key or len(key.encode()) > 1024 or "\x00" in key:
+        return "key is not an S3 object key (1-1024 bytes of UTF-8)"
+    for field in ("dataset", "bucket", "member"):
+        if not isinstance(entry.get(field), str):
+            return f"{field} is not a string"
+    size = entry.get("size")
+    if type(size) is not int or size < 0:
+        return "size is not a byte count"
+    if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+        return "sha256 is not 64 lowercase hex digits"
+    content_type = entry.get("content_type")
+    if content_type is not None and not (
+        isinstance(content_type, str) and _HEADER_VALUE.fullmatch(content_type)
+    ):
+        return "content_type is not a header value"
+    for field, allowed in (("metadata", None), ("headers", _KEPT_HEADERS)):
+        values = entry.get(field, {})
+        if not isinstance(values, dict):
+            return f"{field} is not an object"
+        for name, value in values.items():
+            if (allowed is None and not name.startswith(_META_PREFIX)) or (
+                allowed is not None and name not in allowed
+            ):
+                return f"{field} names {name[:80]!r}, which a backup never keeps"
+            if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+                return f"{field}.{name} is not a header value"
+    return None
+
+
 def _read_index(archive: Path) -> Iterator[dict[str, Any]]:
     with (archive / INDEX_FILE).open("rb") as handle:
         for number, line in enumerate(handle, start=1):
@@ -311,7 +355,37 @@ def _read_index(archive: Path) -> Iterator[dict[str, Any]]:
                 raise BackupCorrupt(
                     f"{archive / INDEX_FILE}: line {number} is not JSON", path=str(archive)
                 ) from exc
+            problem = _entry_problem(entry)
+            if problem is not None:
+                raise BackupCorrupt(
+                    f"{archive / INDEX_FILE}: line {number}: {problem}; nothing was restored",
+                    path=str(archive),
+                )
             yield entry
+
+
+def _read_settings(archive: Path) -> dict[str, Any]:
+    """``buckets.json``, each bucket's settings typed as a backup writes them."""
+    path = archive / BUCKETS_FILE
+    try:
+        settings = json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise BackupCorrupt(f"{path} is not JSON", path=str(archive)) from exc
+    problem = None
+    if not isinstance(settings, dict):
+        problem = "is not a JSON object"
+    else:
+        for bucket, values in settings.items():
+            if not isinstance(values, dict) or set(values) - _SETTINGS:
+                problem = f"bucket {bucket[:80]!r} has settings a backup never writes"
+            elif any(
+                values.get(k) is not None and not isinstance(values[k], str)
+                for k in ("versioning", "policy", "lifecycle", "encryption")
+            ) or not isinstance(values.get("tags") or {}, dict):
+                problem = f"bucket {bucket[:80]!r} has settings of the wrong type"
+    if problem is not None:
+        raise BackupCorrupt(f"{path} {problem}; nothing was restored", path=str(archive))
+    return dict(settings)
 
 
 def _select(
@@ -410,7 +484,9 @@ def restore_minio(
             f"not restoring over existing data: {listing}. Nothing was changed. Restore into "
             "another bucket with --into NAME, or replace the objects with --force."
         )
-    settings: dict[str, Any] = json.loads((archive / BUCKETS_FILE).read_bytes())
+    settings = _read_settings(archive)
+    for _ in _read_index(archive):
+        pass  # every line is checked before the first bucket is touched
     notes: dict[str, list[str]] = {p.dataset.name: [] for p in plans}
     with _errors(store, "prepare the target buckets"):
         for plan in plans:

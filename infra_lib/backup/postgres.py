@@ -12,8 +12,10 @@ server's, with the password in the child's environment only.
 compressed by ``pg_dump``; stored as is), ``pg_dumpall --globals-only`` as
 gzipped SQL for rebuilding a whole server by hand, and ``roles.json``, the
 same roles as data, which a restore reads to recreate missing roles without
-parsing SQL. Both keep the SCRAM verifiers (a restored role must be able to
-log in), so both are secrets: 0600 in a 0700 directory.
+running SQL from the archive (and never with privileged attributes: see
+:mod:`infra_lib.backup.postgres_roles`). Both keep the SCRAM verifiers (a
+restored role must be able to log in), so both are secrets: 0600 in a 0700
+directory.
 
 **Counts.** Every dump is taken in a snapshot exported by a
 ``REPEATABLE READ`` transaction (``pg_dump --snapshot``); exact
@@ -67,12 +69,15 @@ from infra_lib.backup.archive import (
     read_archive,
     verify_archive,
 )
+from infra_lib.backup.details import DATABASE_PRIVILEGES
 from infra_lib.backup.model import (
     CountCheck,
     DatasetRestore,
     ProgressCallback,
     RestoreReport,
 )
+from infra_lib.backup.postgres_roles import ROLES_FILE
+from infra_lib.backup.postgres_roles import ensure_roles as _ensure_roles
 from infra_lib.backup.streams import Command, Throttle, capture, drain, feed
 from infra_lib.errors import BackupError, ConfigError, RestoreRefused, ServiceUnavailable
 from infra_lib.names import validate_pg_identifier
@@ -102,7 +107,6 @@ _R = TypeVar("_R")
 #: tools built with zstd, as the official images are.
 DEFAULT_COMPRESSION = "zstd:3"
 GLOBALS_FILE = "globals.sql.gz"
-ROLES_FILE = "roles.json"
 #: Marks temporary databases of a restore or drill, so a leftover is recognisable.
 TEMP_COMMENT = "infra-lib restore in progress; safe to drop if no restore runs"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -771,97 +775,6 @@ def _user_data(source: PostgresSource, name: str) -> str:
     return " and ".join(parts)
 
 
-def _load_roles(archive: Path) -> dict[str, Any]:
-    path = archive / ROLES_FILE
-    try:
-        data: dict[str, Any] = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {"roles": [], "memberships": []}
-    return data
-
-
-def _ensure_roles(
-    admin: psycopg.Connection[Any], archive: Path, datasets: Sequence[DatasetEntry]
-) -> list[str]:
-    needed = sorted({r for d in datasets for r in d.details.get("roles", [])})
-    existing = {
-        str(r[0])
-        for r in admin.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [needed])
-    }
-    missing = [r for r in needed if r not in existing]
-    if not missing:
-        return []
-    saved = _load_roles(archive)
-    by_name = {role["name"]: role for role in saved["roles"]}
-    unknown = [r for r in missing if r not in by_name]
-    if unknown:
-        raise BackupError(
-            f"the data needs role(s) {', '.join(unknown)}, which neither exist on the server "
-            f"nor are recorded in {archive / ROLES_FILE}. Create them first. Nothing was changed."
-        )
-    created = []
-    for name in missing:
-        role = by_name[name]
-        if _create_role(admin, role):
-            created.append(name)
-    for grant in saved["memberships"]:
-        if grant["member"] in created:
-            statement = sql.SQL("GRANT {} TO {}{}").format(
-                sql.Identifier(grant["role"]),
-                sql.Identifier(grant["member"]),
-                sql.SQL(" WITH ADMIN OPTION" if grant["admin"] else ""),
-            )
-            try:
-                admin.execute(statement)
-            except psycopg.errors.UndefinedObject:
-                logger.warning(
-                    "restore: role %s no longer exists; not granting it to %s",
-                    grant["role"],
-                    grant["member"],
-                )
-    return created
-
-
-def _create_role(admin: psycopg.Connection[Any], role: dict[str, Any]) -> bool:
-    flags = [
-        ("SUPERUSER", role["superuser"]),
-        ("INHERIT", role["inherit"]),
-        ("CREATEROLE", role["createrole"]),
-        ("CREATEDB", role["createdb"]),
-        ("LOGIN", role["login"]),
-        ("REPLICATION", role["replication"]),
-        ("BYPASSRLS", role["bypassrls"]),
-    ]
-    parts: list[sql.Composable] = [sql.SQL(word if on else f"NO{word}") for word, on in flags]
-    parts.append(sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(int(role["connection_limit"]))))
-    if role.get("password"):
-        # A SCRAM verifier is accepted as is: the password itself never existed here.
-        parts.append(sql.SQL("PASSWORD {}").format(sql.Literal(role["password"])))
-    if role.get("valid_until"):
-        parts.append(sql.SQL("VALID UNTIL {}").format(sql.Literal(role["valid_until"])))
-    statement = sql.SQL("CREATE ROLE {} WITH {}").format(
-        sql.Identifier(role["name"]), sql.SQL(" ").join(parts)
-    )
-    try:
-        admin.execute(statement)
-    except psycopg.errors.DuplicateObject:
-        return False
-    except psycopg.Error as exc:
-        raise BackupError(
-            f"cannot recreate role {role['name']}: {exc.diag.message_primary or exc}"
-        ) from exc
-    if role.get("comment"):
-        admin.execute(
-            sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                sql.Identifier(role["name"]), sql.Literal(role["comment"])
-            )
-        )
-    if role["login"] and not role.get("password"):
-        logger.warning("restore: role %s was recreated without a password", role["name"])
-    logger.info("restore: created role %s", role["name"])
-    return True
-
-
 def _restore_one(
     source: PostgresSource,
     archive: Path,
@@ -960,6 +873,14 @@ def _create_database(
     if acl is not None:
         admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
         for grant in acl:
+            # The manifest was checked when read; the keyword still comes from
+            # the allow-list, never from the archive's text.
+            keyword = DATABASE_PRIVILEGES.get(grant["privilege"])
+            if keyword is None:
+                raise BackupError(
+                    f"database {name}: details.acl privilege {grant['privilege']!r} is not one "
+                    f"of {', '.join(DATABASE_PRIVILEGES)}"
+                )
             grantee = (
                 sql.SQL("PUBLIC")
                 if grant["grantee"] == "PUBLIC"
@@ -967,10 +888,10 @@ def _create_database(
             )
             admin.execute(
                 sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-                    sql.SQL(grant["privilege"]),
+                    sql.SQL(keyword),
                     ident,
                     grantee,
-                    sql.SQL(" WITH GRANT OPTION" if grant["grantable"] else ""),
+                    sql.SQL(" WITH GRANT OPTION" if grant["grantable"] is True else ""),
                 )
             )
 
