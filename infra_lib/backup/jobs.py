@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from infra_lib.backup.archive import (
     mark_verified,
     prune,
     read_archive,
+    verify_archive,
 )
 from infra_lib.backup.model import (
     TARGETS,
@@ -39,7 +41,7 @@ from infra_lib.errors import BackupError, ConfigError
 if TYPE_CHECKING:
     from infra_lib.backup.crypto import Passphrase
     from infra_lib.backup.minio import BucketScope
-    from infra_lib.backup.remote import RemoteStore
+    from infra_lib.backup.remote import RemoteArchive, RemoteStore
     from infra_lib.manifest import Manifest, ServiceManifest
     from infra_lib.stack.compose import Stack
     from infra_lib.storage.config import S3Config
@@ -370,7 +372,7 @@ def restore(
     targets = _targets_for(targets, chosen)
     if into is not None and len(targets) != 1:
         raise ConfigError("--into names one database, DB or bucket: give one --target")
-    reports = []
+    picked: list[tuple[Target, Path]] = []
     for target in targets:
         if source != "latest":
             archive = Path(source)
@@ -382,11 +384,31 @@ def restore(
             )
             what = f" holding {chosen.name}'s data" if chosen is not None else ""
             archive = _find(dest, target, wants, what).path
+        picked.append((target, archive))
+    _verify_all(picked, on_progress)
+    reports = []
+    for target, archive in picked:
         logger.info("restore: %s from %s", target, archive)
         reports.append(
             _restore_one(stack, target, archive, manifest, chosen, into, force, on_progress)
         )
     return reports
+
+
+def _verify_all(
+    picked: Sequence[tuple[Target, Path]], on_progress: ProgressCallback | None
+) -> None:
+    """Check every archive of a restore before the first change to any server.
+
+    A damaged third archive must not be found after the first two targets
+    were already replaced.
+    """
+    for target, archive in picked:
+        verify_archive(archive, on_progress=on_progress)
+        found = read_archive(archive).target
+        if found != target:
+            raise BackupError(f"{archive} is a {found} archive, not a {target} one")
+    logger.info("restore: %d archive(s) checked; nothing was changed yet", len(picked))
 
 
 def restore_remote(
@@ -405,9 +427,10 @@ def restore_remote(
 ) -> list[RestoreReport]:
     """:func:`restore` from archives in a bucket: archive ``name``, or each target's newest.
 
-    Each archive is downloaded into a private directory under ``work_dir``,
-    restored from there (checksums first, as for a local archive) and
-    removed afterwards. Encrypted archives need ``passphrase``.
+    Every archive of the restore is downloaded into a private directory
+    under ``work_dir`` and checked before any target is changed, restored
+    from there and removed afterwards (so ``work_dir`` needs room for all of
+    them at once). Encrypted archives need ``passphrase``.
     """
     from infra_lib.backup.remote import downloaded, find_remote, list_remote
 
@@ -423,7 +446,7 @@ def restore_remote(
     targets = _targets_for(targets, chosen)
     if into is not None and len(targets) != 1:
         raise ConfigError("--into names one database, DB or bucket: give one --target")
-    reports = []
+    chosen_archives: list[tuple[Target, RemoteArchive]] = []
     for target in targets:
         if name is not None:
             archive = picked[0]
@@ -441,10 +464,22 @@ def restore_remote(
                     f"`inv backup --to {remote.location}`"
                 )
             archive = found[-1]
-        logger.info("restore: %s from %s", target, archive.url)
-        with downloaded(
-            remote, archive, work_dir, passphrase=passphrase, on_progress=on_progress
-        ) as path:
+        chosen_archives.append((target, archive))
+    with ExitStack() as local:
+        # Every archive is downloaded and checked before the first target changes.
+        paths: list[tuple[Target, Path]] = []
+        for target, archive in chosen_archives:
+            logger.info("restore: downloading %s archive %s", target, archive.url)
+            path = local.enter_context(
+                downloaded(
+                    remote, archive, work_dir, passphrase=passphrase, on_progress=on_progress
+                )
+            )
+            paths.append((target, path))
+        _verify_all(paths, on_progress)
+        reports = []
+        for target, path in paths:
+            logger.info("restore: %s from %s", target, path)
             reports.append(
                 _restore_one(stack, target, path, manifest, chosen, into, force, on_progress)
             )
