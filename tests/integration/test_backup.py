@@ -494,7 +494,7 @@ def test_redis_restore_over_keys_needs_force_and_then_replaces(
 
     [restored] = restore_redis(redis_config, archive, force=True).datasets
     assert restored.replaced
-    assert any("FLUSHDB" in note for note in restored.notes)
+    assert any("SWAPDB" in note for note in restored.notes)
     assert db.get("bk:keep") == b"original"
     assert db.exists("bk:new") == 0
     assert db.dbsize() == 2
