@@ -36,7 +36,7 @@ from infra_lib.backup.model import (
     RestoreReport,
     Target,
 )
-from infra_lib.errors import BackupError, ConfigError
+from infra_lib.errors import BackupError, ConfigError, InfraError
 
 if TYPE_CHECKING:
     from infra_lib.backup.crypto import Passphrase
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from infra_lib.storage.config import S3Config
 
 __all__ = [
+    "BackupIncomplete",
     "BackupOutcome",
     "backup",
     "default_dest",
@@ -58,6 +59,26 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class BackupIncomplete(BackupError):
+    """Some targets of :func:`backup` failed; the others were backed up.
+
+    ``outcomes`` holds the archives written, ``failures`` each failed
+    target's error. The exit code is the highest of the failures'.
+    """
+
+    def __init__(
+        self, outcomes: Sequence[BackupOutcome], failures: dict[Target, InfraError]
+    ) -> None:
+        done = ", ".join(o.archive.target for o in outcomes) or "none"
+        listing = "; ".join(f"{target}: {exc}" for target, exc in failures.items())
+        super().__init__(
+            f"backup of {len(failures)} target(s) failed ({listing}). Backed up: {done}."
+        )
+        self.outcomes = tuple(outcomes)
+        self.failures = dict(failures)
+        self.exit_code = max(exc.exit_code for exc in failures.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +206,12 @@ def backup(
     After each archive is written, ``verify`` runs a restore drill on it,
     ``remote`` uploads it (kept locally as well; not when its drill failed),
     and ``keep`` prunes that target's archives of the same scope to the
-    newest ``keep``, locally and in ``remote``. Stops at the first failure.
-    With ``passphrase`` the uploaded copies are encrypted (the local ones
-    are not).
+    newest ``keep``, locally and in ``remote``. With ``passphrase`` the
+    uploaded copies are encrypted (the local ones are not).
+
+    A target that fails does not stop the others: when any failed,
+    :class:`BackupIncomplete` is raised after the last one, carrying the
+    outcomes of those that succeeded and each failure.
     """
     if keep is not None and keep < 1:
         raise ConfigError(f"--keep must be at least 1, not {keep}")
@@ -196,34 +220,69 @@ def backup(
     chosen = _service(manifest, service) if service else None
     scope = f"service:{service}" if service else "all"
     outcomes = []
+    failures: dict[Target, InfraError] = {}
     for target in _targets_for(targets, chosen):
-        started = time.monotonic()
-        archive = _backup_one(
-            stack, target, dest, manifest, chosen, scope, on_progress, _own_bucket(stack, remote)
-        )
-        seconds = time.monotonic() - started
-        report = (
-            drill(stack, target, dest=dest, archive=archive.path, on_progress=on_progress)
-            if verify
-            else None
-        )
-        uploaded: str | None = None
-        pruned_remote: tuple[str, ...] = ()
-        if remote is not None and (report is None or report.ok):
-            from infra_lib.backup.remote import prune_remote, upload_archive
-
-            uploaded = upload_archive(
-                remote, archive, passphrase=passphrase, on_progress=on_progress
+        try:
+            outcomes.append(
+                _backup_and_keep(
+                    stack,
+                    target,
+                    dest,
+                    manifest,
+                    chosen,
+                    scope,
+                    keep,
+                    verify,
+                    remote,
+                    passphrase,
+                    on_progress,
+                )
             )
-            if keep is not None:
-                pruned_remote = tuple(prune_remote(remote, target, keep, scope=scope))
-        pruned = tuple(prune(dest, target, keep, scope=scope)) if keep is not None else ()
-        outcomes.append(
-            BackupOutcome(
-                read_archive(archive.path), pruned, seconds, report, uploaded, pruned_remote
-            )
-        )
+        except InfraError as exc:
+            # One target's failure (a full disk, a server down) must not cost
+            # the others their backup.
+            logger.warning("backup: %s failed: %s", target, exc)
+            failures[target] = exc
+    if failures:
+        raise BackupIncomplete(outcomes, failures)
     return outcomes
+
+
+def _backup_and_keep(
+    stack: Stack,
+    target: Target,
+    dest: Path,
+    manifest: Manifest | None,
+    chosen: ServiceManifest | None,
+    scope: str,
+    keep: int | None,
+    verify: bool,
+    remote: RemoteStore | None,
+    passphrase: Passphrase | None,
+    on_progress: ProgressCallback | None,
+) -> BackupOutcome:
+    started = time.monotonic()
+    archive = _backup_one(
+        stack, target, dest, manifest, chosen, scope, on_progress, _own_bucket(stack, remote)
+    )
+    seconds = time.monotonic() - started
+    report = (
+        drill(stack, target, dest=dest, archive=archive.path, on_progress=on_progress)
+        if verify
+        else None
+    )
+    uploaded: str | None = None
+    pruned_remote: tuple[str, ...] = ()
+    if remote is not None and (report is None or report.ok):
+        from infra_lib.backup.remote import prune_remote, upload_archive
+
+        uploaded = upload_archive(remote, archive, passphrase=passphrase, on_progress=on_progress)
+        if keep is not None:
+            pruned_remote = tuple(prune_remote(remote, target, keep, scope=scope))
+    pruned = tuple(prune(dest, target, keep, scope=scope)) if keep is not None else ()
+    return BackupOutcome(
+        read_archive(archive.path), pruned, seconds, report, uploaded, pruned_remote
+    )
 
 
 def _backup_one(
