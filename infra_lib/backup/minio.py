@@ -409,6 +409,10 @@ def restore_minio(
                 f"({', '.join(d.name for d, _ in selected)}); pick one with --service"
             )
     client = store.client()
+    # Before the targets are inspected: a copy into place that was cut short
+    # is finished, so the target is judged by its complete new contents.
+    with _errors(store, "finish the restores that were interrupted"):
+        earlier = finish_interrupted(client)
     plans = []
     with _errors(store, "inspect the target buckets"):
         for dataset, want in selected:
@@ -421,14 +425,13 @@ def restore_minio(
             + (f" under {', '.join(p.want.prefixes)}" if p.want.prefixes else "")
             for p in refused
         )
+        changed = f"Only this: {'; '.join(earlier)}." if earlier else "Nothing was changed."
         raise RestoreRefused(
-            f"not restoring over existing data: {listing}. Nothing was changed. Restore into "
-            "another bucket with --into NAME, or replace the objects with --force."
+            f"not restoring over existing data: {listing}. {changed} Restore into another "
+            "bucket with --into NAME, or replace the objects with --force."
         )
     settings: dict[str, Any] = json.loads((archive / BUCKETS_FILE).read_bytes())
     notes: dict[str, list[str]] = {p.dataset.name: [] for p in plans}
-    with _errors(store, "finish the restores that were interrupted"):
-        earlier = finish_interrupted(client)
     if earlier:
         notes[plans[0].dataset.name].extend(earlier)
     staged = _stage(store, client, archive, plans, notes, on_progress)
