@@ -11,6 +11,7 @@ unique ``bk<tag>`` name and is removed afterwards.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from minio import Minio
@@ -28,17 +30,18 @@ from infra_lib.backup import jobs
 from infra_lib.backup.archive import read_archive
 from infra_lib.backup.minio import BucketScope, backup_minio
 from infra_lib.backup.minio_staging import STAGING_PREFIX, StagingPlan
-from infra_lib.backup.postgres import PostgresSource, backup_postgres
+from infra_lib.backup.postgres import PostgresSource, backup_postgres, restore_postgres
 from infra_lib.backup.redis import backup_redis
 from infra_lib.backup.remote import RemoteStore, S3Location, upload_archive
-from infra_lib.errors import BackupCorrupt
+from infra_lib.errors import BackupCorrupt, BackupError
 from infra_lib.postgres.config import PostgresConfig
 from infra_lib.redis.allocator import RedisDbAllocator
 from infra_lib.redis.config import RedisConfig
-from infra_lib.stack.compose import Stack
+from infra_lib.stack.compose import Stack, StackPaths
+from infra_lib.stack.settings import load_stack_settings
 from infra_lib.storage.config import S3Config
 
-from .conftest import ROOT, run_inv
+from .conftest import ROOT, isolated_environ, run_inv
 from .test_backup import Buckets, Pg, flip_byte
 
 pytestmark = pytest.mark.integration
@@ -393,3 +396,48 @@ def test_killed_postgres_restore_leaves_no_temp_database_in_backups(
         assert conn.execute("SELECT count(*) FROM big").fetchone() == (400_000,)
     with pg.connect() as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(leftover)))
+
+
+def test_postgres_restore_cut_off_reports_pg_restore_not_the_cleanup(
+    throwaway_env: Path, tmp_path: Path
+) -> None:
+    started = run_inv("up", "--service", "postgres", "--no-provision", env_file=throwaway_env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    other = Stack(
+        load_stack_settings(throwaway_env, environ=isolated_environ()),
+        StackPaths.for_root(ROOT, throwaway_env),
+    )
+    source = PostgresSource.from_stack(other)
+    admin = source.config.connect_kwargs(autocommit=True)
+    with psycopg.connect(**admin) as conn:
+        conn.execute("CREATE DATABASE bkcut")
+    with psycopg.connect(**{**admin, "dbname": "bkcut"}) as conn:
+        conn.execute("CREATE TABLE big (id bigint, a text)")
+        conn.execute(
+            "INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 400000) g"
+        )
+    archive = backup_postgres(source, tmp_path, databases=["bkcut"], compress="none").path
+
+    def filling() -> bool:
+        with psycopg.connect(**admin) as conn:
+            row = conn.execute(
+                "SELECT max(pg_database_size(datname)) FROM pg_database "
+                "WHERE datname LIKE 'infra\\_restore\\_%'"
+            ).fetchone()
+        return row is not None and row[0] is not None and row[0] > 20_000_000
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(restore_postgres, source, archive, into="bkcut_copy")
+        deadline = time.monotonic() + 120
+        while not filling():
+            assert not running.done(), f"the restore ended first: {running.exception()!r}"
+            assert time.monotonic() < deadline, "the restore never filled its temporary copy"
+            time.sleep(0.05)
+        other.stop(["postgres"])
+        failure = running.exception(timeout=120)
+
+    assert isinstance(failure, BackupError), repr(failure)
+    message = str(failure)
+    assert message.startswith("pg_restore of database bkcut failed"), message
+    assert "could not be dropped" in message
+    assert "the next `inv restore` drops it" in message
