@@ -148,7 +148,11 @@ def backup_redis(
         info: dict[str, Any] = client.info("server")
         keyspace: dict[str, Any] = client.info("keyspace")
     if dbs is None:
-        wanted = sorted(int(name[2:]) for name in keyspace if name.startswith("db"))
+        wanted = [
+            db
+            for db in sorted(int(name[2:]) for name in keyspace if name.startswith("db"))
+            if not _is_scratch(config, db)
+        ]
     else:
         wanted = sorted(set(dbs))
     with ArchiveWriter(dest, "redis") as writer:
@@ -164,6 +168,15 @@ def backup_redis(
                 "expiry": "absolute, restored with RESTORE ABSTTL",
             },
         )
+
+
+def _is_scratch(config: RedisConfig, db: int) -> bool:
+    """Whether ``db`` is a restore's scratch DB (left out of backups: not data)."""
+    with config.client(db) as client, _errors(config, f"inspect DB {db}"):
+        if client.exists(SCRATCH_MARKER):
+            logger.info("backup: leaving out redis DB %d, a restore's scratch DB", db)
+            return True
+    return False
 
 
 def _dump_db(

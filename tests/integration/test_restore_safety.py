@@ -249,14 +249,25 @@ def test_killed_redis_restore_leaves_the_old_keys_and_the_next_run_cleans_up(
     _kill_when(proc, lambda: _total_keys(redis_config) > baseline + 20_000, "20,000 keys restored")
 
     assert _redis_keys(rdb) == old, "the target DB holds exactly its old keys"
+    from infra_lib.backup.redis import SCRATCH_MARKER
+
+    with RedisDbAllocator(redis_config) as allocator:
+        marked = []
+        for db in range(allocator.databases):
+            with redis_config.client(db) as client:
+                if client.exists(SCRATCH_MARKER):
+                    marked.append(db)
+    assert len(marked) == 1, "the partial copy sits in one marked scratch DB"
+    made = run_inv("backup", "--target", "redis", "--to", str(tmp_path / "b"), "--quiet")
+    assert made.returncode == 0, made.stderr
+    datasets = read_archive(Path(made.stdout.split()[-1])).manifest.datasets
+    assert f"db{marked[0]}" not in [d.name for d in datasets], "a scratch DB is not backed up"
 
     again = run_inv("restore", "--target", "redis", "--from", str(archive), "--force", "--quiet")
     assert again.returncode == 0, again.stderr
     assert rdb.dbsize() == 100_000
     assert rdb.get("new:99999") == b"99999"
     assert _total_keys(redis_config) == baseline - len(old) + 100_000, "no scratch DB is left"
-    from infra_lib.backup.redis import SCRATCH_MARKER
-
     with RedisDbAllocator(redis_config) as allocator:
         assert not [n for n in allocator.list() if n.startswith("infra-restore-scratch-")]
         for db in range(allocator.databases):
