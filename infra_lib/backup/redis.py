@@ -651,8 +651,9 @@ def find_scratch_db(config: RedisConfig, *, avoid: Sequence[int] = ()) -> int:
             if client.dbsize() == 0:
                 return db
     raise BackupError(
-        f"Redis at {config.address} has no empty DB that no service holds; a restore drill "
-        "needs one. Pass one explicitly."
+        f"Redis at {config.address} has no empty DB that no service holds; a restore (or "
+        "a drill) needs one as scratch space. Nothing was changed. Raise REDIS_DATABASES, "
+        "or pass a scratch DB to the drill explicitly."
     )
 
 
