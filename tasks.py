@@ -640,23 +640,29 @@ def backup(
                 raise Exit("--verify-only drills local archives; drop --to s3://...", code=2)
         dest = _backup_dir(stack, None if store is not None else to)
         targets = jobs.parse_targets(target)
+        incomplete: jobs.BackupIncomplete | None = None
         if verify_only:
             with _progress(quiet) as on_progress:
                 reports = jobs.drill_latest(stack, targets, dest=dest, on_progress=on_progress)
         else:
             with _progress(quiet) as on_progress:
-                outcomes = jobs.backup(
-                    stack,
-                    targets,
-                    dest=dest,
-                    manifest=_backup_manifest(service, manifest),
-                    service=service,
-                    keep=keep or None,
-                    verify=verify,
-                    remote=store,
-                    passphrase=passphrase,
-                    on_progress=on_progress,
-                )
+                try:
+                    outcomes = jobs.backup(
+                        stack,
+                        targets,
+                        dest=dest,
+                        manifest=_backup_manifest(service, manifest),
+                        service=service,
+                        keep=keep or None,
+                        verify=verify,
+                        remote=store,
+                        passphrase=passphrase,
+                        on_progress=on_progress,
+                    )
+                except jobs.BackupIncomplete as exc:
+                    # The other targets' archives are listed before the failures.
+                    incomplete = exc
+                    outcomes = list(exc.outcomes)
             reports = [o.drill for o in outcomes if o.drill is not None]
             if quiet:
                 for outcome in outcomes:
@@ -685,9 +691,13 @@ def backup(
                     if store is not None:
                         row += [outcome.uploaded or "no", str(len(outcome.pruned_remote))]
                     table.add_row(*row)
+                for failed_target in incomplete.failures if incomplete is not None else ():
+                    table.add_row(f"[red]{failed_target}: FAILED[/]", *[""] * (len(columns) - 1))
                 _console().print(table)
         if reports and not quiet:
             _drill_rows(reports)
+        if incomplete is not None:
+            raise incomplete
         failed = [r for r in reports if not r.ok]
         if failed:
             raise Exit(
@@ -774,8 +784,9 @@ def list_backups(
         "`latest` (default).",
         "dir": "Where `latest` looks (default: backups/<project>), or s3://BUCKET/PREFIX.",
         "into": "Restore beside the original: a new database name, Redis DB number or bucket.",
-        "force": "Replace existing data (the database is dropped, the DB flushed, the objects "
-        "deleted) once the archive has been checked.",
+        "force": "Replace existing data once every archive has been checked and the new copy "
+        "is complete: a new database renamed into place, a scratch Redis DB swapped in, "
+        "objects staged in a bucket then copied over (objects the archive lacks are deleted).",
         "quiet": "No progress bars or tables.",
         "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",

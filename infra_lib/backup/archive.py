@@ -257,6 +257,18 @@ class ArchiveInfo:
 # -- writing ----------------------------------------------------------------
 
 
+class _WriteFailed(BackupError):
+    """The disk refused a write (full, read-only, quota); :class:`ArchiveWriter` restates it.
+
+    Not an :class:`OSError`, so target code that treats ``OSError`` as a
+    network failure (an S3 response cut short) lets it through.
+    """
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write {path}: {exc.strerror or exc}")
+        self.reason = exc.strerror or str(exc)
+
+
 class ArchiveFile(io.RawIOBase):
     """A data file being written: 0600, hashed and counted as bytes go in.
 
@@ -267,7 +279,10 @@ class ArchiveFile(io.RawIOBase):
     def __init__(self, path: Path, on_close: Any) -> None:
         super().__init__()
         self._path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _WriteFailed(path, exc) from exc
         self._hash = hashlib.sha256()
         self._size = 0
         self._on_close = on_close
@@ -284,8 +299,11 @@ class ArchiveFile(io.RawIOBase):
         view = memoryview(data).cast("B")
         self._hash.update(view)
         written = 0
-        while written < len(view):
-            written += os.write(self._fd, view[written:])
+        try:
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            raise _WriteFailed(self._path, exc) from exc
         self._size += written
         return written
 
@@ -294,6 +312,9 @@ class ArchiveFile(io.RawIOBase):
             return
         try:
             os.fsync(self._fd)
+        except OSError as exc:
+            # A full disk may show only here, once delayed writes are flushed.
+            raise _WriteFailed(self._path, exc) from exc
         finally:
             os.close(self._fd)
             super().close()
@@ -330,15 +351,23 @@ class ArchiveWriter:
         self._committed: Path | None = None
 
     def __enter__(self) -> Self:
-        ensure_private_dir(self.dest)
-        clean_stale_temp(self.dest)
-        self._temp = Path(
-            tempfile.mkdtemp(
-                prefix=f"{_TEMP_PREFIX}{self.stamp}-{self.target}-{secrets.token_hex(3)}-",
-                dir=self.dest,
+        try:
+            ensure_private_dir(self.dest)
+            clean_stale_temp(self.dest)
+            self._temp = Path(
+                tempfile.mkdtemp(
+                    prefix=f"{_TEMP_PREFIX}{self.stamp}-{self.target}-{secrets.token_hex(3)}-",
+                    dir=self.dest,
+                )
             )
-        )
-        self._temp.chmod(0o700)
+            self._temp.chmod(0o700)
+        except OSError as exc:
+            self.discard()
+            raise BackupError(
+                f"cannot write the {self.target} backup into {self.dest}: "
+                f"{exc.strerror or exc}. Nothing was written. Make the directory writable "
+                "(or choose another with --to)."
+            ) from exc
         return self
 
     def __exit__(
@@ -347,8 +376,18 @@ class ArchiveWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._committed is None:
-            self.discard()
+        if self._committed is not None:
+            return
+        temp = self._temp
+        self.discard()
+        if isinstance(exc, _WriteFailed | OSError):
+            reason = exc.reason if isinstance(exc, _WriteFailed) else exc.strerror or str(exc)
+            raise BackupError(
+                f"cannot write the {self.target} backup into {self.dest}: {reason}. The "
+                f"unfinished archive {temp} was removed; no archive was written and the server "
+                "was not changed. Free space there (or choose another directory with --to) "
+                "and back up again."
+            ) from exc
 
     @property
     def temp_dir(self) -> Path:
@@ -409,8 +448,11 @@ class ArchiveWriter:
             included=dict(included or {}),
         )
         temp = self.temp_dir
-        _write_synced(temp / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode() + b"\n")
-        _fsync_dir(temp)
+        try:
+            _write_synced(temp / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode() + b"\n")
+            _fsync_dir(temp)
+        except OSError as exc:
+            raise _WriteFailed(temp / MANIFEST_NAME, exc) from exc
         final = self._publish(temp)
         self._committed = final
         logger.info("backup: wrote %s (%d files, %d bytes)", final, len(self._files), manifest.size)

@@ -43,12 +43,22 @@ from infra_lib.backup.archive import (
     read_archive,
     verify_archive,
 )
+from infra_lib.backup.minio_staging import (
+    PLAN_KEY,
+    StagingPlan,
+    copy_into_place,
+    finish_interrupted,
+    is_internal_bucket,
+    new_staging_name,
+    remove_staging,
+)
 from infra_lib.backup.model import CountCheck, DatasetRestore, ProgressCallback, RestoreReport
 from infra_lib.backup.streams import Throttle
 from infra_lib.errors import (
     BackupCorrupt,
     BackupError,
     ConfigError,
+    InfraError,
     RestoreRefused,
     ServiceUnavailable,
 )
@@ -170,7 +180,10 @@ def backup_minio(
     client = store.client()
     with _errors(store, "list the buckets"):
         if scopes is None:
-            chosen = [BucketScope(b.name) for b in client.list_buckets()]
+            # A restore's staging or a drill's scratch bucket is not data.
+            chosen = [
+                BucketScope(b.name) for b in client.list_buckets() if not is_internal_bucket(b.name)
+            ]
         else:
             chosen = list(scopes)
             missing = [s.bucket for s in chosen if not client.bucket_exists(s.bucket)]
@@ -417,11 +430,13 @@ def _select(
     return out
 
 
-def _count(client: Minio, bucket: str, want: BucketScope) -> tuple[int, int]:
+def _count(
+    client: Minio, bucket: str, want: BucketScope, skip: Sequence[str] = ()
+) -> tuple[int, int]:
     objects = total = 0
     for prefix in want.prefixes or ("",):
         for obj in client.list_objects(bucket, prefix=prefix or None, recursive=True):
-            if not obj.is_dir:
+            if not obj.is_dir and obj.object_name not in skip:
                 objects += 1
                 total += int(obj.size or 0)
     return objects, total
@@ -468,6 +483,10 @@ def restore_minio(
                 f"({', '.join(d.name for d, _ in selected)}); pick one with --service"
             )
     client = store.client()
+    # Before the targets are inspected: a copy into place that was cut short
+    # is finished, so the target is judged by its complete new contents.
+    with _errors(store, "finish the restores that were interrupted"):
+        earlier = finish_interrupted(client)
     plans = []
     with _errors(store, "inspect the target buckets"):
         for dataset, want in selected:
@@ -480,33 +499,101 @@ def restore_minio(
             + (f" under {', '.join(p.want.prefixes)}" if p.want.prefixes else "")
             for p in refused
         )
+        changed = f"Only this: {'; '.join(earlier)}." if earlier else "Nothing was changed."
         raise RestoreRefused(
-            f"not restoring over existing data: {listing}. Nothing was changed. Restore into "
-            "another bucket with --into NAME, or replace the objects with --force."
+            f"not restoring over existing data: {listing}. {changed} Restore into another "
+            "bucket with --into NAME, or replace the objects with --force."
         )
     settings = _read_settings(archive)
     for _ in _read_index(archive):
         pass  # every line is checked before the first bucket is touched
     notes: dict[str, list[str]] = {p.dataset.name: [] for p in plans}
-    with _errors(store, "prepare the target buckets"):
-        for plan in plans:
+    if earlier:
+        notes[plans[0].dataset.name].extend(earlier)
+    staged = _stage(store, client, archive, plans, notes, on_progress)
+    results = []
+    for plan, (staging, counted) in zip(plans, staged, strict=True):
+        results.append(_put_in_place(store, client, plan, staging, counted, settings, notes))
+    return RestoreReport(archive, "minio", tuple(results), time.monotonic() - started)
+
+
+def _stage(
+    store: S3Config,
+    client: Minio,
+    archive: Path,
+    plans: Sequence[_Plan],
+    notes: dict[str, list[str]],
+    on_progress: ProgressCallback | None,
+) -> list[tuple[StagingPlan, tuple[int, int]]]:
+    """Upload every selected object into staging buckets and count them there.
+
+    Returns each plan's staging bucket with the (objects, bytes) it holds.
+    """
+    staged = [StagingPlan(new_staging_name(), p.target, p.want.prefixes, "staging") for p in plans]
+    try:
+        with _errors(store, "create the staging buckets"):
+            for staging in staged:
+                client.make_bucket(staging.staging)
+                staging.write(client)
+        scratch = [
+            _Plan(p.dataset, p.want, s.staging, -1) for p, s in zip(plans, staged, strict=True)
+        ]
+        restored = _put_objects(store, client, archive, scratch, on_progress)
+        for plan in scratch:
+            _check(client, store, plan, restored[plan.dataset.name], [], skip=(PLAN_KEY,))
+    except InfraError as exc:
+        kept = ", ".join(p.target for p in plans)
+        try:
+            with _errors(store, "remove the staging buckets"):
+                for staging in staged:
+                    if client.bucket_exists(staging.staging):
+                        remove_staging(client, staging.staging)
+            left = "the partial staging copy was removed"
+        except InfraError as cleanup:
+            logger.warning("restore: could not remove the staging buckets: %s", cleanup)
+            left = (
+                f"the partial copy in {', '.join(s.staging for s in staged)} is removed by "
+                "the next `inv restore`"
+            )
+        exc.args = (f"{exc}. {kept} was not changed; {left}.", *exc.args[1:])
+        raise
+    for plan, staging in zip(plans, staged, strict=True):
+        notes[plan.dataset.name].append(f"staged and counted in {staging.staging} first")
+    return [(s, restored[p.dataset.name]) for p, s in zip(plans, staged, strict=True)]
+
+
+def _put_in_place(
+    store: S3Config,
+    client: Minio,
+    plan: _Plan,
+    staging: StagingPlan,
+    counted: tuple[int, int],
+    settings: dict[str, Any],
+    notes: dict[str, list[str]],
+) -> DatasetRestore:
+    note = notes[plan.dataset.name]
+    try:
+        with _errors(store, f"copy the staged objects into {plan.target}"):
             if plan.holds < 0:
                 client.make_bucket(plan.target)
-                notes[plan.dataset.name].append(f"created bucket {plan.target}")
-            elif plan.holds > 0:
-                removed = _empty(client, plan.target, plan.want)
-                logger.warning("restore: deleted %d objects from %s", removed, plan.target)
-                notes[plan.dataset.name].append(
-                    f"deleted {removed} existing object(s) from {plan.target} first"
-                )
+                note.append(f"created bucket {plan.target}")
             if not plan.want.prefixes and plan.want.bucket in settings:
                 _apply_settings(client, plan.want.bucket, plan.target, settings[plan.want.bucket])
-    restored = _put_objects(store, client, archive, plans, on_progress)
-    results = [
-        _check(client, store, plan, restored[plan.dataset.name], notes[plan.dataset.name])
-        for plan in plans
-    ]
-    return RestoreReport(archive, "minio", tuple(results), time.monotonic() - started)
+            copied, deleted = copy_into_place(client, staging)
+    except InfraError as exc:
+        exc.args = (
+            f"{exc}. {plan.target} may hold part of the new objects; the complete, checked copy "
+            f"is in {staging.staging}, and the next `inv restore --target minio` finishes "
+            "copying it into place",
+            *exc.args[1:],
+        )
+        raise
+    if deleted:
+        logger.warning("restore: deleted %d objects from %s", deleted, plan.target)
+        note.append(f"deleted {deleted} object(s) of {plan.target} that the archive does not hold")
+    if copied != counted[0]:
+        note.append(f"copied {copied} object(s) into place, {counted[0]} were staged")
+    return _check(client, store, plan, counted, note)
 
 
 def _check_bucket_name(name: str) -> None:
@@ -671,9 +758,11 @@ def _check(
     plan: _Plan,
     restored: tuple[int, int],
     notes: list[str],
+    *,
+    skip: Sequence[str] = (),
 ) -> DatasetRestore:
     with _errors(store, f"count the objects in {plan.target}"):
-        objects, total = _count(client, plan.target, plan.want)
+        objects, total = _count(client, plan.target, plan.want, skip)
     checks = (
         CountCheck("objects", restored[0], objects),
         CountCheck("bytes", restored[1], total),

@@ -79,7 +79,13 @@ from infra_lib.backup.model import (
 from infra_lib.backup.postgres_roles import ROLES_FILE
 from infra_lib.backup.postgres_roles import ensure_roles as _ensure_roles
 from infra_lib.backup.streams import Command, Throttle, capture, drain, feed
-from infra_lib.errors import BackupError, ConfigError, RestoreRefused, ServiceUnavailable
+from infra_lib.errors import (
+    BackupError,
+    ConfigError,
+    InfraError,
+    RestoreRefused,
+    ServiceUnavailable,
+)
 from infra_lib.names import validate_pg_identifier
 from infra_lib.postgres.config import PostgresConfig
 
@@ -391,11 +397,46 @@ def _database_details(conn: psycopg.Connection[Any], name: str) -> dict[str, Any
     }
 
 
+#: Names of the temporary databases of restores and drills (LIKE patterns).
+_TEMP_PATTERNS = ("infra\\_restore\\_%", "infra\\_drill\\_%")
+_IS_TEMP = sql.SQL(
+    "((datname LIKE %(restore)s OR datname LIKE %(drill)s) "
+    "AND shobj_description(oid, 'pg_database') = %(comment)s)"
+)
+_TEMP_ARGS = {"restore": _TEMP_PATTERNS[0], "drill": _TEMP_PATTERNS[1], "comment": TEMP_COMMENT}
+
+
 def _list_databases(conn: psycopg.Connection[Any]) -> list[str]:
+    """Databases worth backing up: not templates, and not a restore's temporary copy."""
     rows = conn.execute(
-        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY 1"
+        sql.SQL(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn "
+            "AND NOT {} ORDER BY 1"
+        ).format(_IS_TEMP),
+        _TEMP_ARGS,
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def _drop_leftovers(admin: psycopg.Connection[Any]) -> list[str]:
+    """Drop the temporary databases of interrupted restores and drills; their names.
+
+    One with a session connected may belong to a restore still running and
+    is left alone.
+    """
+    rows = admin.execute(
+        sql.SQL(
+            "SELECT datname FROM pg_database d WHERE {} AND NOT EXISTS "
+            "(SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid) ORDER BY 1"
+        ).format(_IS_TEMP),
+        _TEMP_ARGS,
+    ).fetchall()
+    dropped = []
+    for (name,) in rows:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        logger.warning("restore: dropped %s, left behind by an interrupted restore", name)
+        dropped.append(str(name))
+    return dropped
 
 
 def _database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -683,6 +724,7 @@ def restore_postgres(
                 "beside it with --into NEW_NAME, or replace it with --force."
             )
         _check_client(source.tools, "pg_restore", server_major)
+        leftovers = _drop_leftovers(admin)
         created_roles: list[str] = []
         if not no_owner:
             created_roles = _ensure_roles(admin, archive, chosen)
@@ -697,7 +739,12 @@ def restore_postgres(
                 force=force,
                 no_owner=no_owner,
                 keep=True,
-                notes=[f"created role {r}" for r in created_roles] if plan is plans[0] else [],
+                notes=[
+                    *(f"created role {r}" for r in created_roles),
+                    *(f"dropped {d}, left behind by an interrupted restore" for d in leftovers),
+                ]
+                if plan is plans[0]
+                else [],
                 on_progress=on_progress,
             )
         )
@@ -808,24 +855,21 @@ def _restore_one(
             actual = _count_contents(conn)
         checks = _compare(dataset, actual)
         _require_match(dataset.name, checks)
-        if not keep:
-            return DatasetRestore(
-                dataset.name, plan.target, False, tuple(checks), (), dump.stat().st_size
-            )
-        with source.connect(maintenance) as admin:
-            replaced = _swap_into_place(source, admin, temp, plan, force=force)
-    except BaseException:
+        replaced = False
+        if keep:
+            with source.connect(maintenance) as admin:
+                replaced = _swap_into_place(source, admin, temp, plan, force=force)
+    except BaseException as exc:
+        _drop_after_failure(source, maintenance, temp, exc)
+        raise
+    if not keep:
         with source.connect(maintenance) as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(temp))
             )
-        raise
-    finally:
-        if not keep:
-            with source.connect(maintenance) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(temp))
-                )
+        return DatasetRestore(
+            dataset.name, plan.target, False, tuple(checks), (), dump.stat().st_size
+        )
     out_notes = list(notes)
     if replaced:
         out_notes.append(
@@ -834,6 +878,25 @@ def _restore_one(
     return DatasetRestore(
         dataset.name, plan.target, replaced, tuple(checks), tuple(out_notes), dump.stat().st_size
     )
+
+
+def _drop_after_failure(
+    source: PostgresSource, maintenance: str | None, temp: str, exc: BaseException
+) -> None:
+    """Drop the partial copy ``temp`` without hiding the error that stopped the restore."""
+    try:
+        with source.connect(maintenance) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(temp))
+            )
+    except (psycopg.Error, InfraError) as cleanup:
+        logger.warning("restore: could not drop the partial copy %s: %s", temp, cleanup)
+        if isinstance(exc, InfraError):
+            exc.args = (
+                f"{exc}. The partial copy {temp} could not be dropped ({cleanup}); it is "
+                "never backed up, and the next `inv restore` drops it",
+                *exc.args[1:],
+            )
 
 
 def _create_database(
