@@ -27,7 +27,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from infra_lib.errors import ProvisionError, ServiceUnavailable
+from infra_lib.errors import InvalidObjectKey, ProvisionError, ServiceUnavailable
 from infra_lib.stack.settings import StackSettings
 from infra_lib.storage import (
     BucketManager,
@@ -342,6 +342,20 @@ def test_service_keys_are_confined_to_their_prefixes(
     assert s3_code(lambda: a.get_object(other, "a/x.txt")) == "AccessDenied"
     assert s3_code(lambda: a.put_object(other, "a/y.txt", io.BytesIO(b"y"), 1)) == "AccessDenied"
     assert s3_code(lambda: a.list_objects(other, prefix="a/")) == "AccessDenied"
+
+
+@pytest.mark.parametrize("prefix", ["b*/", "board?/", "${aws:username}/", "b/*/"])
+def test_a_wildcard_prefix_gets_no_user_and_no_access(
+    s3: S3Config, buckets: Buckets, services: Services, prefix: str
+) -> None:
+    shared = buckets.create("wild")
+    s3.client().put_object(shared, "boards/1/secret.txt", io.BytesIO(b"b's"), 3)
+    with pytest.raises(InvalidObjectKey, match="prefixes may hold only"):
+        services.ensure("wild", bucket=shared, prefixes=[prefix])
+    # Refused before anything was written: the user does not exist on the server.
+    user = f"svc-t{services.tag}-wild"
+    listed = json.loads(s3.admin_client().user_list())
+    assert user not in listed
 
 
 def test_service_user_is_idempotent_and_follows_its_secret(

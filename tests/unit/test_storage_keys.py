@@ -214,6 +214,48 @@ def test_prefixes_must_be_safe_and_end_in_a_slash(prefix: str) -> None:
     assert check_prefix("boards/b1/") == "boards/b1/"
 
 
+# Characters IAM and bucket policies give a meaning: wildcards and ${variables}.
+POLICY_METACHARACTERS = "*?${}"
+_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+
+@pytest.mark.parametrize("prefix", ["b*/", "board?/", "${aws:username}/", "a/*/", "x{y}/"])
+def test_prefixes_with_policy_wildcards_or_variables_are_refused(prefix: str) -> None:
+    with pytest.raises(InvalidObjectKey, match="prefixes may hold only"):
+        check_prefix(prefix)
+
+
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4))
+@example(["b*"])
+@example(["${aws:username}"])
+@example(["boards", "é"])
+def test_accepted_prefixes_hold_only_the_safe_set(segments: list[str]) -> None:
+    prefix = "/".join(segments) + "/"
+    try:
+        checked = check_prefix(prefix)
+    except InvalidObjectKey:
+        safe = all(set(seg) <= set(_SAFE) and seg not in (".", "..") for seg in segments)
+        assert not safe, f"{prefix!r} is made of safe segments yet was refused"
+        return
+    assert checked == prefix
+    assert set(prefix) <= set(_SAFE + "/")
+    assert not set(prefix) & set(POLICY_METACHARACTERS)
+    # The policy resource of an accepted prefix matches only keys under it, literally.
+    assert service_policy("bucket-a", [prefix])["Statement"][0]["Resource"] == [
+        f"arn:aws:s3:::bucket-a/{prefix}*"
+    ]
+
+
+@given(st.lists(st.text(alphabet=_SAFE, min_size=1, max_size=12), min_size=1, max_size=4))
+def test_prefixes_of_safe_segments_pass(segments: list[str]) -> None:
+    prefix = "/".join(segments) + "/"
+    if any(seg in (".", "..") for seg in segments):
+        with pytest.raises(InvalidObjectKey):
+            check_prefix(prefix)
+    else:
+        assert check_prefix(prefix) == prefix
+
+
 @pytest.mark.parametrize(
     "name", ["ab", "Bucket", "-abc", "abc-", "a..b", "192.168.1.1", "xn--abc", "a_b", "a" * 64]
 )
