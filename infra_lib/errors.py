@@ -7,6 +7,7 @@ print its message, which always says what happened and what to do next::
     InfraError
     ├── ConfigError            settings missing or invalid (.env, manifest, arguments)
     │   ├── EnvFileExists      `inv init` would overwrite an existing .env
+    │   ├── ForeignProject     the compose project's containers belong to another checkout
     │   ├── ManifestError      infra.toml is invalid (names file, service, field)
     │   └── InvalidObjectKey   an object key or key segment breaks the layout rules
     ├── DockerUnavailable      no Docker engine or Compose plugin to talk to
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "DockerUnavailable",
     "EnvFileExists",
+    "ForeignProject",
     "InfraError",
     "InvalidObjectKey",
     "LiveKitError",
@@ -70,6 +72,14 @@ class ConfigError(InfraError):
 
 class EnvFileExists(ConfigError):
     """Writing ``.env`` would overwrite one that already holds secrets."""
+
+
+class ForeignProject(ConfigError):
+    """The compose project's containers were created from another checkout.
+
+    Acting on them (up, down, provision, backup, restore) would change or
+    delete the other checkout's stack; nothing was done.
+    """
 
 
 class DockerUnavailable(InfraError):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from infra_lib.stack.envfile import parse_env_lines
+
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = [
     "init",
@@ -69,3 +71,43 @@ def test_init_writes_a_private_env_file(tmp_path: Path) -> None:
         if line.startswith("POSTGRES_PASSWORD=")
     )
     assert secret not in result.stdout + result.stderr
+
+
+def test_init_force_keeps_the_project_ports_and_secrets(tmp_path: Path) -> None:
+    target = tmp_path / "x.env"
+    assert _inv("init", "--env-file", str(target)).returncode == 0
+    text = target.read_text()
+    text = text.replace("COMPOSE_PROJECT_NAME=infra\n", "COMPOSE_PROJECT_NAME=infra-two\n")
+    text = text.replace("POSTGRES_PORT=5432\n", "POSTGRES_PORT=5632\n")
+    target.write_text(text)
+    before = parse_env_lines(text)
+
+    result = _inv("init", "--force", "--env-file", str(target))
+    assert result.returncode == 0, result.stderr
+    after = parse_env_lines(target.read_text())
+    for key in (
+        "COMPOSE_PROJECT_NAME",
+        "POSTGRES_PORT",
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+    ):
+        assert after[key] == before[key], key
+    assert "kept the secrets" in result.stdout
+    assert before["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
+
+
+def test_init_new_secrets_says_the_volumes_keep_the_old_ones(tmp_path: Path) -> None:
+    target = tmp_path / "x.env"
+    assert _inv("init", "--env-file", str(target)).returncode == 0
+    before = parse_env_lines(target.read_text())
+    refused = _inv("init", "--new-secrets", "--env-file", str(target))
+    assert refused.returncode == 2
+    assert "--force" in refused.stderr
+
+    result = _inv("init", "--force", "--new-secrets", "--env-file", str(target))
+    assert result.returncode == 0, result.stderr
+    after = parse_env_lines(target.read_text())
+    assert after["POSTGRES_PASSWORD"] != before["POSTGRES_PASSWORD"]
+    assert "replaced" in result.stdout and "POSTGRES_PASSWORD" in result.stdout
+    assert "data volumes still hold the old" in result.stdout
+    assert after["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
