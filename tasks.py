@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task
+from invoke.tasks import task as _invoke_task
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,6 +32,44 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "infra.toml"
+
+#: Flags that reveal secrets, skip a confirmation or destroy data: long form only,
+#: so a mistyped or guessed short flag can never trigger one.
+NO_SHORT_FLAG = frozenset(
+    {
+        "show_secrets",
+        "force",
+        "yes",
+        "volumes",
+        "new_secrets",
+        "allow_foreign_project",
+    }
+)
+
+
+class _Task(Task[Callable[..., None]]):
+    """Invoke's task with short flags only for harmless options.
+
+    Invoke gives each flag the first free character of its name as a short
+    flag: ``env --show-secrets`` got ``-h``, so ``inv env SERVICE -h``
+    (meant as help) printed every password, and ``token --can-publish-data``
+    got ``--``. ``-h`` stays help's, ``-`` is never one, and the flags in
+    :data:`NO_SHORT_FLAG` have none.
+    """
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names | {"h", "-"})
+        if name in NO_SHORT_FLAG:
+            opts["names"] = opts["names"][:1]
+        return opts
+
+
+def task(**kwargs: Any) -> Callable[[Callable[..., None]], Task[Callable[..., None]]]:
+    """``invoke.task`` with :class:`_Task`: every task here is declared through it."""
+    decorator: Callable[[Callable[..., None]], Task[Callable[..., None]]] = _invoke_task(
+        klass=_Task, **kwargs
+    )
+    return decorator
 
 
 def _env_dir(project: str) -> Path:

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from invoke.collection import Collection
 
+import tasks
 from infra_lib.stack.envfile import parse_env_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +73,62 @@ def test_init_writes_a_private_env_file(tmp_path: Path) -> None:
         if line.startswith("POSTGRES_PASSWORD=")
     )
     assert secret not in result.stdout + result.stderr
+
+
+# Flags that reveal secrets, skip a confirmation or destroy data.
+DANGEROUS = {"show_secrets", "force", "yes", "volumes", "new_secrets", "allow_foreign_project"}
+
+
+def _task_flags() -> list[tuple[str, str, list[str]]]:
+    collection = Collection.from_module(tasks)
+    rows = []
+    for name in collection.task_names:
+        for argument in collection[name].get_arguments():
+            rows.append((name, argument.attr_name or argument.name, list(argument.names)))
+    return rows
+
+
+def test_the_collection_is_the_documented_task_list() -> None:
+    assert sorted(Collection.from_module(tasks).task_names) == sorted(TASKS)
+
+
+@pytest.mark.parametrize(("task", "flag", "names"), _task_flags(), ids=lambda x: str(x))
+def test_no_short_flag_is_help_or_reveals_or_destroys(
+    task: str, flag: str, names: list[str]
+) -> None:
+    short = [n for n in names if len(n) == 1]
+    assert "h" not in short, f"inv {task}: -h belongs to help, not --{names[0]}"
+    assert all(n.isalnum() for n in short), f"inv {task}: --{names[0]} has short flag {short}"
+    if flag in DANGEROUS:
+        assert short == [], f"inv {task}: --{names[0]} must have no short flag, has {short}"
+
+
+def test_dangerous_flags_exist_where_expected() -> None:
+    # Guards the list above against renames that would make it vacuous.
+    flags = {(task, flag) for task, flag, _ in _task_flags()}
+    assert {
+        ("env", "show_secrets"),
+        ("init", "force"),
+        ("init", "new_secrets"),
+        ("down", "volumes"),
+        ("down", "yes"),
+        ("restore", "force"),
+        ("up", "allow_foreign_project"),
+    } <= flags
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["env", "user-service", "-h"],
+        ["token", "--room", "r", "--identity", "i", "-h"],
+        ["restore", "-h"],
+    ],
+)
+def test_dash_h_after_a_task_prints_its_help(args: list[str]) -> None:
+    result = _inv(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: inv[oke] [--core-opts] {args[0]}")
 
 
 def test_init_force_keeps_the_project_ports_and_secrets(tmp_path: Path) -> None:
