@@ -444,17 +444,29 @@ def provision(
     help={
         "service": "The service whose settings to print.",
         "show-secrets": "Print passwords and URLs with credentials in clear.",
+        "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",
     }
 )
-def env(c: Context, service: str, show_secrets: bool = False, env_file: str | None = None) -> None:
+def env(
+    c: Context,
+    service: str,
+    show_secrets: bool = False,
+    manifest: str | None = None,
+    env_file: str | None = None,
+) -> None:
     """Print a service's settings (KEY=value); secrets are masked unless asked."""
+    from infra_lib.manifest import load_manifest
     from infra_lib.names import validate_service_name
-    from infra_lib.provision import read_service_env
+    from infra_lib.provision import env_path, read_service_env
 
     with _errors():
-        project = _stack(env_file, guard=False).project_name
-        settings = read_service_env(_env_dir(project), validate_service_name(service))
+        env_dir = _env_dir(_stack(env_file, guard=False).project_name)
+        name = validate_service_name(service)
+        if not env_path(env_dir, name).is_file():
+            # Not provisioned, or not a service at all: the manifest tells which.
+            load_manifest(Path(manifest).resolve() if manifest else MANIFEST).service(name)
+        settings = read_service_env(env_dir, name)
         values = settings.values if show_secrets else settings.masked()
         for key, value in values.items():
             print(f"{key}={value}")

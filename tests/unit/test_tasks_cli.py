@@ -169,3 +169,20 @@ def test_init_new_secrets_says_the_volumes_keep_the_old_ones(tmp_path: Path) -> 
     assert "replaced" in result.stdout and "POSTGRES_PASSWORD" in result.stdout
     assert "data volumes still hold the old" in result.stdout
     assert after["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
+
+
+def test_env_of_a_service_not_in_the_manifest_says_so(tmp_path: Path) -> None:
+    target = tmp_path / "x.env"
+    assert _inv("init", "--env-file", str(target)).returncode == 0
+    text = target.read_text().replace("COMPOSE_PROJECT_NAME=infra\n", "COMPOSE_PROJECT_NAME=none\n")
+    target.write_text(text)
+
+    unknown = _inv("env", "nosuch-service", "--env-file", str(target))
+    assert unknown.returncode == 2
+    assert "no service 'nosuch-service' in" in unknown.stderr
+    assert "known: user-service, auth-service" in unknown.stderr
+    assert "inv provision" not in unknown.stderr
+
+    unprovisioned = _inv("env", "board-service", "--env-file", str(target))
+    assert unprovisioned.returncode == 2
+    assert "run `inv provision`" in unprovisioned.stderr
