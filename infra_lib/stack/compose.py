@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+from infra_lib._extras import optional_sdks
 from infra_lib.errors import (
     ConfigError,
     DockerUnavailable,
@@ -101,7 +102,8 @@ class Stack:
     def docker(self) -> DockerClient:
         """The python-on-whales client bound to this project."""
         if self._client is None:
-            from python_on_whales import DockerClient
+            with optional_sdks("the compose stack"):
+                from python_on_whales import DockerClient
 
             self._client = DockerClient(
                 compose_files=[self.paths.compose_file],

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from infra_lib._extras import optional_sdks
 from infra_lib.errors import ConfigError
 from infra_lib.storage.config import S3Config, check_expiry
 from infra_lib.storage.keys import check_bucket_name, check_key, check_prefix
@@ -127,7 +128,8 @@ class Presigner:
         self._boto: Any = None
         self._boto_errors: tuple[type[Exception], ...] = ()
         if backend == "boto3":
-            import botocore.exceptions  # type: ignore[import-untyped]
+            with optional_sdks("the boto3 presign backend"):
+                import botocore.exceptions  # type: ignore[import-untyped]
 
             self._boto = boto3_client(config, public=True)
             # Argument problems (a bad bucket name) surface as these; signing
@@ -346,8 +348,9 @@ def boto3_client(config: S3Config, *, public: bool = True) -> Any:
     checksums to every upload, which some S3-compatible servers and
     presigned URLs do not expect.
     """
-    import botocore.config  # type: ignore[import-untyped]
-    import botocore.session  # type: ignore[import-untyped]
+    with optional_sdks("botocore clients"):
+        import botocore.config  # type: ignore[import-untyped]
+        import botocore.session  # type: ignore[import-untyped]
 
     session = botocore.session.Session()
     return session.create_client(
