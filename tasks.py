@@ -125,7 +125,9 @@ def _stack(env_file: str | None, *, guard: bool = True, allow_foreign: bool = Fa
     from infra_lib.stack.settings import load_stack_settings
 
     paths = StackPaths.for_root(ROOT, _env_file(env_file))
-    _warn(tighten_private(files=[paths.env_file]))
+    # The copies `inv init --force` keeps hold the same secrets.
+    backups = sorted(paths.env_file.parent.glob(f"{paths.env_file.name}.bak-*"))
+    _warn(tighten_private(files=[paths.env_file, *backups]))
     settings = load_stack_settings(paths.env_file, environ=os.environ)
     project_env = _env_dir(settings.compose_project_name)
     _warn(

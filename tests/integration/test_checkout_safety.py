@@ -104,6 +104,9 @@ def test_env_files_readable_by_others_are_tightened_with_a_warning(
     env_copy = tmp_path / ".env"
     shutil.copyfile(ROOT / ".env", env_copy)
     env_copy.chmod(0o644)
+    old_copy = tmp_path / ".env.bak-20260101000000"
+    shutil.copyfile(ROOT / ".env", old_copy)
+    old_copy.chmod(0o644)
     folder = ROOT / "env" / settings.compose_project_name
     service_env = folder / "auth-service.env"
     assert service_env.is_file(), "provision the stack first (`inv up`)"
@@ -112,7 +115,8 @@ def test_env_files_readable_by_others_are_tightened_with_a_warning(
 
     result = run_inv("provision", "--service", "auth-service", env_file=env_copy)
     assert result.returncode == 0, result.stderr
-    for path, mode in ((env_copy, 0o600), (service_env, 0o600), (folder, 0o700)):
+    expected = ((env_copy, 0o600), (old_copy, 0o600), (service_env, 0o600), (folder, 0o700))
+    for path, mode in expected:
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
         assert f"{path} holds secrets but was mode" in result.stderr
 
