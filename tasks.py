@@ -117,28 +117,19 @@ def _env_file(env_file: str | None) -> Path:
 def _stack(env_file: str | None, *, guard: bool = True, allow_foreign: bool = False) -> Stack:
     """The checkout's stack; with ``guard``, refused if another checkout made its containers.
 
-    Every task that reads the env files re-tightens them (and their folders)
-    here, with a warning, when group or others can read them.
+    Every task that reads the env files re-tightens them here, with a warning.
     """
-    from infra_lib.stack.compose import ALLOW_FOREIGN_ENV, Stack, StackPaths
-    from infra_lib.stack.envfile import tighten_private
+    from infra_lib.stack.compose import Stack, StackPaths
+    from infra_lib.stack.envfile import tighten_env_files
     from infra_lib.stack.settings import load_stack_settings
 
     paths = StackPaths.for_root(ROOT, _env_file(env_file))
-    # The copies `inv init --force` keeps hold the same secrets.
-    backups = sorted(paths.env_file.parent.glob(f"{paths.env_file.name}.bak-*"))
-    _warn(tighten_private(files=[paths.env_file, *backups]))
+    _warn(tighten_env_files(paths.env_file))
     settings = load_stack_settings(paths.env_file, environ=os.environ)
-    project_env = _env_dir(settings.compose_project_name)
-    _warn(
-        tighten_private(
-            files=sorted(project_env.glob("*.env")), dirs=[project_env.parent, project_env]
-        )
-    )
+    _warn(tighten_env_files(service_dir=_env_dir(settings.compose_project_name)))
     stack = Stack(settings, paths)
     if guard:
-        allowed = os.environ.get(ALLOW_FOREIGN_ENV, "").lower() in ("1", "true", "yes")
-        stack.ensure_own(allow_foreign=allow_foreign or allowed)
+        stack.ensure_own(allow_foreign=allow_foreign, environ=os.environ)
     return stack
 
 

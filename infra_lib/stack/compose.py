@@ -9,7 +9,7 @@ service's last log lines attached.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
@@ -256,15 +256,19 @@ class Stack:
             logger.debug("cannot list the containers of %s: %s", self.project_name, exc)
         return None
 
-    def ensure_own(self, *, allow_foreign: bool = False) -> None:
+    def ensure_own(
+        self, *, allow_foreign: bool = False, environ: Mapping[str, str] | None = None
+    ) -> None:
         """Raise :class:`ForeignProject` if another checkout's containers carry this project.
 
         Call it before anything that changes the stack or its data (up, down,
         provision, backup, restore): acting on the other checkout's stack
         would recreate it with this checkout's secrets or delete its volumes.
-        ``allow_foreign`` skips the check.
+        ``allow_foreign``, or :data:`ALLOW_FOREIGN_ENV` set to ``1`` in
+        ``environ`` (the process environment at the edge), skips the check.
         """
-        if allow_foreign:
+        allowed = (environ or {}).get(ALLOW_FOREIGN_ENV, "").strip().lower()
+        if allow_foreign or allowed in ("1", "true", "yes"):
             return
         where = self.foreign_directory()
         if where is not None:

@@ -24,6 +24,7 @@ __all__ = [
     "InitResult",
     "mask",
     "parse_env_lines",
+    "tighten_env_files",
     "tighten_private",
     "write_env_file",
     "write_private_file",
@@ -242,3 +243,22 @@ def tighten_private(files: Iterable[Path] = (), dirs: Iterable[Path] = ()) -> li
                 f"{could} it); changed it to {wanted:04o}"
             )
     return fixed
+
+
+def tighten_env_files(
+    env_file: Path | None = None, *, service_dir: Path | None = None
+) -> list[str]:
+    """Re-tighten a stack's env file and its backups, or a folder of service env files.
+
+    ``env_file`` (``.env``) and the ``<name>.bak-*`` copies beside it that
+    ``inv init --force`` keeps; ``service_dir`` (``env/<project>``), its
+    ``*.env`` files and its parent. See :func:`tighten_private`.
+    """
+    files: list[Path] = []
+    dirs: list[Path] = []
+    if env_file is not None:
+        files += [env_file, *sorted(env_file.parent.glob(f"{env_file.name}.bak-*"))]
+    if service_dir is not None:
+        files += sorted(service_dir.glob("*.env"))
+        dirs += [service_dir.parent, service_dir]
+    return tighten_private(files=files, dirs=dirs)
