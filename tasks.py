@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task
+from invoke.tasks import task as _invoke_task
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,6 +32,44 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "infra.toml"
+
+#: Flags that reveal secrets, skip a confirmation or destroy data: long form only,
+#: so a mistyped or guessed short flag can never trigger one.
+NO_SHORT_FLAG = frozenset(
+    {
+        "show_secrets",
+        "force",
+        "yes",
+        "volumes",
+        "new_secrets",
+        "allow_foreign_project",
+    }
+)
+
+
+class _Task(Task[Callable[..., None]]):
+    """Invoke's task with short flags only for harmless options.
+
+    Invoke gives each flag the first free character of its name as a short
+    flag: ``env --show-secrets`` got ``-h``, so ``inv env SERVICE -h``
+    (meant as help) printed every password, and ``token --can-publish-data``
+    got ``--``. ``-h`` stays help's, ``-`` is never one, and the flags in
+    :data:`NO_SHORT_FLAG` have none.
+    """
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names | {"h", "-"})
+        if name in NO_SHORT_FLAG:
+            opts["names"] = opts["names"][:1]
+        return opts
+
+
+def task(**kwargs: Any) -> Callable[[Callable[..., None]], Task[Callable[..., None]]]:
+    """``invoke.task`` with :class:`_Task`: every task here is declared through it."""
+    decorator: Callable[[Callable[..., None]], Task[Callable[..., None]]] = _invoke_task(
+        klass=_Task, **kwargs
+    )
+    return decorator
 
 
 def _env_dir(project: str) -> Path:
@@ -75,13 +114,28 @@ def _env_file(env_file: str | None) -> Path:
     return Path(env_file).resolve() if env_file else ROOT / ".env"
 
 
-def _stack(env_file: str | None) -> Stack:
+def _stack(env_file: str | None, *, guard: bool = True, allow_foreign: bool = False) -> Stack:
+    """The checkout's stack; with ``guard``, refused if another checkout made its containers.
+
+    Every task that reads the env files re-tightens them here, with a warning.
+    """
     from infra_lib.stack.compose import Stack, StackPaths
+    from infra_lib.stack.envfile import tighten_env_files
     from infra_lib.stack.settings import load_stack_settings
 
     paths = StackPaths.for_root(ROOT, _env_file(env_file))
+    _warn(tighten_env_files(paths.env_file))
     settings = load_stack_settings(paths.env_file, environ=os.environ)
-    return Stack(settings, paths)
+    _warn(tighten_env_files(service_dir=_env_dir(settings.compose_project_name)))
+    stack = Stack(settings, paths)
+    if guard:
+        stack.ensure_own(allow_foreign=allow_foreign, environ=os.environ)
+    return stack
+
+
+def _warn(messages: Sequence[str]) -> None:
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _status_table(
@@ -103,27 +157,51 @@ def _status_table(
     _console().print(table)
 
 
-def _init_env(target: Path, force: bool, say: Callable[[str], None]) -> None:
-    from infra_lib.stack.envfile import mask, write_env_file
+def _init_env(
+    target: Path, force: bool, say: Callable[[str], None], *, new_secrets: bool = False
+) -> None:
+    from infra_lib.stack.envfile import SECRET_KEYS, mask, write_env_file
 
-    result = write_env_file(ROOT / ".env.example", target, force=force)
+    result = write_env_file(ROOT / ".env.example", target, force=force, new_secrets=new_secrets)
     say(f"wrote {result.path} (mode 0600)")
     if result.backup is not None:
         say(f"kept the previous file as {result.backup}")
+        say(f"kept {len(result.kept)} values of the previous file (project name, ports, ...)")
+        kept_secrets = sorted(SECRET_KEYS.intersection(result.kept))
+        if kept_secrets:
+            say(
+                f"kept the secrets {', '.join(kept_secrets)}: the data volumes were made with "
+                "them (--new-secrets replaces them)"
+            )
     for key in result.generated:
         say(f"  generated {key}={mask('x')}")
+    if result.replaced:
+        say(
+            f"replaced {', '.join(result.replaced)}: existing data volumes still hold the old "
+            "values (PostgreSQL keeps its admin password in its data directory), so a stack "
+            "started with the new file cannot log in to them. Run `inv down --volumes --yes` "
+            f"to start empty, or copy the old values back from {result.backup}."
+        )
 
 
 @task(
     help={
-        "force": "Replace an existing .env (the old one is kept as .env.bak-<time>).",
+        "force": "Rewrite an existing .env from .env.example, keeping every value it holds "
+        "(project name, ports, secrets, extra variables); the old file is kept as "
+        ".env.bak-<time>.",
+        "new-secrets": "With --force: also replace the secrets that have a value. Data volumes "
+        "keep the old passwords.",
         "env-file": "Write this file instead of .env at the repository root.",
     }
 )
-def init(c: Context, force: bool = False, env_file: str | None = None) -> None:
+def init(
+    c: Context, force: bool = False, new_secrets: bool = False, env_file: str | None = None
+) -> None:
     """Write .env from .env.example with generated secrets (mode 0600)."""
     with _errors():
-        _init_env(_env_file(env_file), force, print)
+        if new_secrets and not force:
+            raise Exit("--new-secrets replaces the secrets of an existing .env; add --force", 2)
+        _init_env(_env_file(env_file), force, print, new_secrets=new_secrets)
 
 
 @task(
@@ -135,6 +213,8 @@ def init(c: Context, force: bool = False, env_file: str | None = None) -> None:
         "env-file": "Use this env file instead of .env.",
         "verbose": "Show Compose's output and debug logs.",
         "provision": "Provision the manifest once healthy (default). --no-provision skips it.",
+        "allow-foreign-project": "Act even if the project's containers were created from "
+        "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
     },
 )
 def up(
@@ -145,6 +225,7 @@ def up(
     env_file: str | None = None,
     verbose: bool = False,
     provision: bool = True,
+    allow_foreign_project: bool = False,
 ) -> None:
     """Start the stack, wait until it is healthy, and print where each service answers."""
     _setup_logging(verbose)
@@ -153,7 +234,7 @@ def up(
         if not path.exists():
             print(f"{path} does not exist yet; creating it with generated secrets")
             _init_env(path, False, print)
-        stack = _stack(env_file)
+        stack = _stack(env_file, allow_foreign=allow_foreign_project)
         names = [s.name for s in stack.resolve(service)]
         say: Callable[[str], None] | None = print if verbose else None
         statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say)
@@ -182,9 +263,17 @@ def up(
         "volumes": "Also delete the named data volumes (needs --yes too). Data is lost.",
         "yes": "Confirm --volumes.",
         "env-file": "Use this env file instead of .env.",
+        "allow-foreign-project": "Act even if the project's containers were created from "
+        "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
     }
 )
-def down(c: Context, volumes: bool = False, yes: bool = False, env_file: str | None = None) -> None:
+def down(
+    c: Context,
+    volumes: bool = False,
+    yes: bool = False,
+    env_file: str | None = None,
+    allow_foreign_project: bool = False,
+) -> None:
     """Stop and remove the containers. Data volumes are kept unless --volumes --yes."""
     with _errors():
         if volumes and not yes:
@@ -193,7 +282,7 @@ def down(c: Context, volumes: bool = False, yes: bool = False, env_file: str | N
                 "(`inv down --volumes --yes`); nothing was stopped.",
                 code=2,
             )
-        stack = _stack(env_file)
+        stack = _stack(env_file, allow_foreign=allow_foreign_project)
         stack.down(volumes=volumes)
         kept = "" if volumes else "; data volumes kept"
         print(f"stack {stack.project_name!r} is down{kept}")
@@ -212,7 +301,15 @@ def status(
 ) -> None:
     """Print each service's state, health and endpoint; exit 1 if any is not healthy."""
     with _errors():
-        stack = _stack(env_file)
+        stack = _stack(env_file, guard=False)
+        foreign = stack.foreign_directory()
+        if foreign is not None:
+            _warn(
+                [
+                    f"project {stack.project_name!r} was created from {foreign}, not this "
+                    "checkout: these are another checkout's containers"
+                ]
+            )
         rows = stack.status(service)
         checks: dict[str, str] | None = None
         failed = [r.name for r in rows if not r.ok]
@@ -250,7 +347,7 @@ def logs(
 ) -> None:
     """Show the logs of the stack or of one service."""
     with _errors():
-        stack = _stack(env_file)
+        stack = _stack(env_file, guard=False)
         if follow:
             try:
                 for line in stack.follow_logs(service, tail=tail):
@@ -317,6 +414,8 @@ def _report_table(report: ProvisionReport) -> None:
         "dry-run": "Show the plan; change nothing.",
         "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",
+        "allow-foreign-project": "Act even if the project's containers were created from "
+        "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
     },
 )
 def provision(
@@ -325,10 +424,12 @@ def provision(
     dry_run: bool = False,
     manifest: str | None = None,
     env_file: str | None = None,
+    allow_foreign_project: bool = False,
 ) -> None:
     """Create each service's database, role, Redis DB and storage user; write its env file."""
     with _errors():
-        report = _provision(_stack(env_file), service, dry_run=dry_run, manifest=manifest)
+        stack = _stack(env_file, allow_foreign=allow_foreign_project)
+        report = _provision(stack, service, dry_run=dry_run, manifest=manifest)
         _report_table(report)
 
 
@@ -336,17 +437,29 @@ def provision(
     help={
         "service": "The service whose settings to print.",
         "show-secrets": "Print passwords and URLs with credentials in clear.",
+        "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",
     }
 )
-def env(c: Context, service: str, show_secrets: bool = False, env_file: str | None = None) -> None:
+def env(
+    c: Context,
+    service: str,
+    show_secrets: bool = False,
+    manifest: str | None = None,
+    env_file: str | None = None,
+) -> None:
     """Print a service's settings (KEY=value); secrets are masked unless asked."""
+    from infra_lib.manifest import load_manifest
     from infra_lib.names import validate_service_name
-    from infra_lib.provision import read_service_env
+    from infra_lib.provision import env_path, read_service_env
 
     with _errors():
-        project = _stack(env_file).project_name
-        settings = read_service_env(_env_dir(project), validate_service_name(service))
+        env_dir = _env_dir(_stack(env_file, guard=False).project_name)
+        name = validate_service_name(service)
+        if not env_path(env_dir, name).is_file():
+            # Not provisioned, or not a service at all: the manifest tells which.
+            load_manifest(Path(manifest).resolve() if manifest else MANIFEST).service(name)
+        settings = read_service_env(env_dir, name)
         values = settings.values if show_secrets else settings.masked()
         for key, value in values.items():
             print(f"{key}={value}")
@@ -381,7 +494,7 @@ def smoke(
     with _errors():
         if env_file is None and env is not None:
             env_file = str(ROOT / f".env.{env}")
-        stack = _stack(env_file)
+        stack = _stack(env_file, guard=False)
         skipped = {x.strip() for x in stack.settings.infra_smoke_skip.split(",") if x.strip()}
         skipped |= set(skip or ())
         unknown = skipped - set(COMPONENTS)
@@ -428,7 +541,7 @@ def _smoke_table(report: SmokeReport) -> None:
 def _livekit(env_file: str | None) -> LiveKitConfig:
     from infra_lib.livekit.config import LiveKitConfig
 
-    return LiveKitConfig.from_stack(_stack(env_file).settings)
+    return LiveKitConfig.from_stack(_stack(env_file, guard=False).settings)
 
 
 @task(

@@ -7,6 +7,8 @@ print its message, which always says what happened and what to do next::
     InfraError
     ├── ConfigError            settings missing or invalid (.env, manifest, arguments)
     │   ├── EnvFileExists      `inv init` would overwrite an existing .env
+    │   ├── ForeignProject     the compose project's containers belong to another checkout
+    │   ├── MissingExtra       an optional SDK is not installed (names the extra to add)
     │   ├── ManifestError      infra.toml is invalid (names file, service, field)
     │   └── InvalidObjectKey   an object key or key segment breaks the layout rules
     ├── DockerUnavailable      no Docker engine or Compose plugin to talk to
@@ -38,10 +40,12 @@ __all__ = [
     "ConfigError",
     "DockerUnavailable",
     "EnvFileExists",
+    "ForeignProject",
     "InfraError",
     "InvalidObjectKey",
     "LiveKitError",
     "ManifestError",
+    "MissingExtra",
     "PortInUse",
     "ProvisionError",
     "RestoreRefused",
@@ -71,6 +75,27 @@ class ConfigError(InfraError):
 
 class EnvFileExists(ConfigError):
     """Writing ``.env`` would overwrite one that already holds secrets."""
+
+
+class ForeignProject(ConfigError):
+    """The compose project's containers were created from another checkout.
+
+    Acting on them (up, down, provision, backup, restore) would change or
+    delete the other checkout's stack; nothing was done.
+    """
+
+
+class MissingExtra(ConfigError):
+    """An optional SDK is not installed; the message names the extra that brings it.
+
+    ``module`` is the module that failed to import, ``extra`` the
+    ``infra-lib[...]`` extra to install.
+    """
+
+    def __init__(self, message: str, *, module: str, extra: str) -> None:
+        super().__init__(message)
+        self.module = module
+        self.extra = extra
 
 
 class DockerUnavailable(InfraError):

@@ -121,6 +121,8 @@ class StorageNeeds(_Strict):
     @field_validator("prefixes", "public_read")
     @classmethod
     def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from infra_lib.storage.keys import check_prefix
+
         for prefix in value:
             segments = prefix.rstrip("/").split("/")
             if (
@@ -132,6 +134,11 @@ class StorageNeeds(_Strict):
                     f"prefix {prefix!r} must look like 'name/' or 'a/b/': no leading '/', "
                     "no empty, '.' or '..' segments, and a trailing '/'"
                 )
+            # The prefix becomes part of IAM and bucket policies: only a safe set.
+            try:
+                check_prefix(prefix, what="prefix")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")

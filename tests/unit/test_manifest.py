@@ -138,3 +138,27 @@ def test_any_accepted_service_name_is_plain(name: str) -> None:
     except ConfigError:
         return
     assert name.isascii() and all(ch.isalnum() or ch in "-_" for ch in name)
+
+
+@pytest.mark.parametrize("prefix", ["b*/", "board?/", "${aws:username}/"])
+def test_a_wildcard_prefix_is_refused_at_load_naming_service_and_field(
+    tmp_path: Path, prefix: str
+) -> None:
+    path = tmp_path / "infra.toml"
+    path.write_text(
+        '[services.board-service]\nstorage = { prefixes = ["boards/"] }\n\n'
+        f"[services.evil-service]\nstorage = {{ prefixes = ['{prefix}'] }}\n"
+    )
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert f"{path}: service 'evil-service', field 'storage.prefixes'" in message
+    assert repr(prefix) in message
+    assert "board-service" not in message
+
+
+def test_a_wildcard_public_read_prefix_is_refused_too() -> None:
+    message = _error(
+        {"services": {"a": {"storage": {"prefixes": ["a/"], "public_read": ["a/*/"]}}}}
+    )
+    assert "service 'a', field 'storage.public_read'" in message
