@@ -12,7 +12,9 @@ import multiprocessing
 import queue
 import re
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -489,23 +491,26 @@ def test_preview_of_a_full_server_is_capacity_exhausted(allocator: RedisDbAlloca
 # -- key prefixes: a service's user reaches its own keys only, in every DB ------
 
 
-def _prefix_env(settings: StackSettings, service: str) -> dict[str, str]:
+def _prefix_env(settings: StackSettings, service: str, tmp_path: Path) -> dict[str, str]:
     """Provision ``service``'s Redis access as `inv provision` does; its env values."""
     from infra_lib.manifest import load_manifest
-    from infra_lib.provision import provision, read_service_env
+    from infra_lib.provision import env_path, provision, read_service_env
 
     from .conftest import ROOT
 
-    env_dir = ROOT / "env" / settings.compose_project_name
-    # The stack's real env dir: the passwords already there are kept, not rotated.
+    # A copy of the service's env file, so its Redis password is kept (not
+    # rotated) and the real file keeps the settings of the other backends.
+    real = env_path(ROOT / "env" / settings.compose_project_name, service)
+    if real.is_file():
+        shutil.copy(real, env_path(tmp_path, service))
     provision(
         load_manifest(ROOT / "infra.toml"),
-        env_dir=env_dir,
+        env_dir=tmp_path,
         postgres=None,
         redis=RedisConfig.from_stack(settings),
         services=[service],
     )
-    return read_service_env(env_dir, service).values
+    return read_service_env(tmp_path, service).values
 
 
 def _refused(call: Callable[[], object]) -> None:
@@ -534,10 +539,10 @@ def _subscribe(client: redis.Redis, channel: str, *, pattern: bool = False) -> o
 
 
 def test_board_user_cannot_reach_outside_its_prefix_in_any_db(
-    settings: StackSettings, config: RedisConfig
+    settings: StackSettings, config: RedisConfig, tmp_path: Path
 ) -> None:
-    board = _prefix_env(settings, "board-service")
-    chat = _prefix_env(settings, "chat-service")
+    board = _prefix_env(settings, "board-service", tmp_path)
+    chat = _prefix_env(settings, "chat-service", tmp_path)
     prefix = board["REDIS_KEY_PREFIX"]
     assert prefix == "board-service:"
     assert chat["REDIS_KEY_PREFIX"] == "chat-service:"
@@ -572,8 +577,10 @@ def test_board_user_cannot_reach_outside_its_prefix_in_any_db(
         assert admin.hget(DEFAULT_REGISTRY_KEY, "board-service") == board["REDIS_DB"]
 
 
-def test_service_user_cannot_run_server_wide_commands(settings: StackSettings) -> None:
-    board = _prefix_env(settings, "board-service")
+def test_service_user_cannot_run_server_wide_commands(
+    settings: StackSettings, tmp_path: Path
+) -> None:
+    board = _prefix_env(settings, "board-service", tmp_path)
     with redis.Redis.from_url(board["REDIS_URL"], decode_responses=True) as client:
         key = f"{board['REDIS_KEY_PREFIX']}{uuid4().hex}"
         client.set(key, "1", ex=60)
