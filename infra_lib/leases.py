@@ -73,17 +73,31 @@ def this_machine() -> str:
 
 
 def _process_start(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot), None if unknown or gone."""
+    """When ``pid`` started (clock ticks since boot); None if unknown, gone or a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses; fields after it don't.
     fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        # Killed, not yet reaped by its parent: it runs no more.
+        return None
     return int(fields[19])
 
 
 def _process_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return not Path("/proc/self/stat").exists() and _signal_reaches(pid)
+    except OSError:
+        # /proc hides other users' processes (hidepid): ask the kernel instead.
+        return _signal_reaches(pid)
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def _signal_reaches(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

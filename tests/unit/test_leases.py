@@ -70,3 +70,18 @@ def test_session_names_derive_from_the_tag() -> None:
 def test_session_tags_that_could_be_a_service_are_refused(tag: str) -> None:
     with pytest.raises(ProvisionError, match="invalid test session tag"):
         SessionNames(tag)
+
+
+def test_a_killed_but_unreaped_holder_is_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lease = replace(Lease.for_this_process("mainx1234abcd"), pid=child.pid, started=None)
+        assert lease.alive()
+        child.kill()
+        # Not waited for yet: a zombie, which os.kill(pid, 0) would still find.
+        deadline = time.monotonic() + 10
+        while lease.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not lease.alive()
+    finally:
+        child.wait()
