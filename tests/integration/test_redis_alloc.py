@@ -566,6 +566,9 @@ def test_board_user_cannot_reach_outside_its_prefix_in_any_db(
                     _refused(lambda channel=channel: _subscribe(client, channel))
                 _refused(lambda: _subscribe(client, "*", pattern=True))
                 assert client.publish(f"{prefix}{tag}", "to myself") == 0
+                for channel, pattern in ((f"{prefix}{tag}", False), (f"{prefix}*", True)):
+                    confirmed: Any = _subscribe(client, channel, pattern=pattern)
+                    assert confirmed["data"] == 1
             finally:
                 client.delete(f"{prefix}{tag}")
         with config.client(db, decode_responses=True) as admin:
