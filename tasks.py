@@ -466,6 +466,44 @@ def env(
 
 
 @task(
+    help={
+        "dry-run": "Only list the dead sessions' resources; remove nothing.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def test_cleanup(c: Context, dry_run: bool = False, env_file: str | None = None) -> None:
+    """Remove what killed test sessions left on the stack; live sessions are left alone."""
+    from rich.table import Table
+
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.redis.config import RedisConfig
+    from infra_lib.sessions import Admins, reclaim
+    from infra_lib.storage.config import S3Config
+
+    with _errors():
+        settings = _stack(env_file).settings
+        admins = Admins(
+            RedisConfig.from_stack(settings),
+            PostgresConfig.from_stack(settings),
+            S3Config.from_stack(settings),
+        )
+        report = reclaim(admins, unleased=True, dry_run=dry_run)
+    table = Table(title="test sessions" + (" (dry run)" if dry_run else ""))
+    for column in ("session", "holder", "state", "removed"):
+        table.add_column(column)
+    for session in report.reclaimed:
+        state = "dead: would remove" if dry_run else "dead: removed"
+        table.add_row(session.tag, session.holder, state, ", ".join(session.removed))
+    for tag in report.live:
+        table.add_row(tag, "", "live: kept", "")
+    _console().print(table)
+    verb = "would reclaim" if dry_run else "reclaimed"
+    print(f"{verb} {len(report.reclaimed)} dead session(s), kept {len(report.live)} live one(s)")
+    if report.errors:
+        raise Exit("could not reclaim everything:\n  " + "\n  ".join(report.errors), code=1)
+
+
+@task(
     iterable=["skip", "service"],
     help={
         "env": "Environment name: reads .env.<NAME> instead of .env (e.g. --env staging).",

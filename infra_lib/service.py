@@ -67,9 +67,10 @@ class ServiceSettings:
             values.update(parse_env_lines(path.read_text(encoding="utf-8")))
         env = os.environ if environ is None else environ
         known = {
-            "SERVICE_NAME", "DATABASE_URL", "REDIS_URL", "S3_ENDPOINT", "S3_PUBLIC_ENDPOINT",
-            "S3_REGION", "S3_FORCE_PATH_STYLE", "S3_BUCKET", "S3_PREFIXES", "S3_ACCESS_KEY_ID",
-            "S3_SECRET_ACCESS_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
+            "SERVICE_NAME", "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "S3_ENDPOINT",
+            "S3_PUBLIC_ENDPOINT", "S3_REGION", "S3_FORCE_PATH_STYLE", "S3_BUCKET", "S3_PREFIXES",
+            "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY",
+            "LIVEKIT_API_SECRET",
         }  # fmt: skip
         values.update({k: v for k, v in env.items() if k in known and v})
         return cls(values, values.get("SERVICE_NAME", ""))
@@ -103,6 +104,14 @@ class ServiceSettings:
 
         client: redis.Redis = redis.Redis.from_url(self.require("REDIS_URL"), **kwargs)
         return client
+
+    @property
+    def redis_key_prefix(self) -> str:
+        """What every Redis key and channel of the service starts with (``board-service:``).
+
+        The service's ACL user may touch nothing else, in any DB.
+        """
+        return self.require("REDIS_KEY_PREFIX")
 
     # -- Object storage ------------------------------------------------------
 
