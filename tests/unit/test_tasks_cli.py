@@ -21,6 +21,7 @@ TASKS = [
     "logs",
     "provision",
     "env",
+    "test-cleanup",
     "smoke",
     "token",
     "rooms",
