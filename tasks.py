@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task
+from invoke.tasks import task as _invoke_task
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,6 +32,44 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "infra.toml"
+
+#: Flags that reveal secrets, skip a confirmation or destroy data: long form only,
+#: so a mistyped or guessed short flag can never trigger one.
+NO_SHORT_FLAG = frozenset(
+    {
+        "show_secrets",
+        "force",
+        "yes",
+        "volumes",
+        "new_secrets",
+        "allow_foreign_project",
+    }
+)
+
+
+class _Task(Task[Callable[..., None]]):
+    """Invoke's task with short flags only for harmless options.
+
+    Invoke gives each flag the first free character of its name as a short
+    flag: ``env --show-secrets`` got ``-h``, so ``inv env SERVICE -h``
+    (meant as help) printed every password, and ``token --can-publish-data``
+    got ``--``. ``-h`` stays help's, ``-`` is never one, and the flags in
+    :data:`NO_SHORT_FLAG` have none.
+    """
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names | {"h", "-"})
+        if name in NO_SHORT_FLAG:
+            opts["names"] = opts["names"][:1]
+        return opts
+
+
+def task(**kwargs: Any) -> Callable[[Callable[..., None]], Task[Callable[..., None]]]:
+    """``invoke.task`` with :class:`_Task`: every task here is declared through it."""
+    decorator: Callable[[Callable[..., None]], Task[Callable[..., None]]] = _invoke_task(
+        klass=_Task, **kwargs
+    )
+    return decorator
 
 
 def _env_dir(project: str) -> Path:
@@ -75,16 +114,31 @@ def _env_file(env_file: str | None) -> Path:
     return Path(env_file).resolve() if env_file else ROOT / ".env"
 
 
-def _stack(env_file: str | None) -> Stack:
+def _stack(env_file: str | None, *, guard: bool = True, allow_foreign: bool = False) -> Stack:
+    """The checkout's stack; with ``guard``, refused if another checkout made its containers.
+
+    Every task that reads the env files re-tightens them here, with a warning.
+    """
     from infra_lib.observability.layer import LayerPaths
     from infra_lib.stack.compose import Stack, StackPaths
+    from infra_lib.stack.envfile import tighten_env_files
     from infra_lib.stack.settings import load_stack_settings
 
     paths = StackPaths.for_root(ROOT, _env_file(env_file))
+    _warn(tighten_env_files(paths.env_file))
     settings = load_stack_settings(paths.env_file, environ=os.environ)
+    _warn(tighten_env_files(service_dir=_env_dir(settings.compose_project_name)))
     # The observability layer's secrets reach Compose as a second env file.
     secrets_env = LayerPaths(_env_dir(settings.compose_project_name)).secrets_env
-    return Stack(settings, paths, extra_env_files=[secrets_env])
+    stack = Stack(settings, paths, extra_env_files=[secrets_env])
+    if guard:
+        stack.ensure_own(allow_foreign=allow_foreign, environ=os.environ)
+    return stack
+
+
+def _warn(messages: Sequence[str]) -> None:
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _status_table(
@@ -106,37 +160,66 @@ def _status_table(
     _console().print(table)
 
 
-def _init_env(target: Path, force: bool, say: Callable[[str], None]) -> None:
-    from infra_lib.stack.envfile import mask, write_env_file
+def _init_env(
+    target: Path, force: bool, say: Callable[[str], None], *, new_secrets: bool = False
+) -> None:
+    from infra_lib.stack.envfile import SECRET_KEYS, mask, write_env_file
 
-    result = write_env_file(ROOT / ".env.example", target, force=force)
+    result = write_env_file(ROOT / ".env.example", target, force=force, new_secrets=new_secrets)
     say(f"wrote {result.path} (mode 0600)")
     if result.backup is not None:
         say(f"kept the previous file as {result.backup}")
+        say(f"kept {len(result.kept)} values of the previous file (project name, ports, ...)")
+        kept_secrets = sorted(SECRET_KEYS.intersection(result.kept))
+        if kept_secrets:
+            say(
+                f"kept the secrets {', '.join(kept_secrets)}: the data volumes were made with "
+                "them (--new-secrets replaces them)"
+            )
     for key in result.generated:
         say(f"  generated {key}={mask('x')}")
+    if result.replaced:
+        say(
+            f"replaced {', '.join(result.replaced)}: existing data volumes still hold the old "
+            "values (PostgreSQL keeps its admin password in its data directory), so a stack "
+            "started with the new file cannot log in to them. Run `inv down --volumes --yes` "
+            f"to start empty, or copy the old values back from {result.backup}."
+        )
 
 
 @task(
     help={
-        "force": "Replace an existing .env (the old one is kept as .env.bak-<time>).",
+        "force": "Rewrite an existing .env from .env.example, keeping every value it holds "
+        "(project name, ports, secrets, extra variables); the old file is kept as "
+        ".env.bak-<time>.",
+        "new-secrets": "With --force: also replace the secrets that have a value. Data volumes "
+        "keep the old passwords.",
         "env-file": "Write this file instead of .env at the repository root.",
     }
 )
-def init(c: Context, force: bool = False, env_file: str | None = None) -> None:
+def init(
+    c: Context, force: bool = False, new_secrets: bool = False, env_file: str | None = None
+) -> None:
     """Write .env from .env.example with generated secrets (mode 0600)."""
     with _errors():
-        _init_env(_env_file(env_file), force, print)
+        if new_secrets and not force:
+            raise Exit("--new-secrets replaces the secrets of an existing .env; add --force", 2)
+        _init_env(_env_file(env_file), force, print, new_secrets=new_secrets)
 
 
 def _switch_profiles(
-    env_file: str | None, on: Sequence[str], off: Sequence[str], say: Callable[[str], None]
+    env_file: str | None,
+    on: Sequence[str],
+    off: Sequence[str],
+    say: Callable[[str], None],
+    *,
+    allow_foreign: bool = False,
 ) -> Stack:
     """Write INFRA_PROFILES for --with/--without; stop the layers switched off."""
     from infra_lib.stack.envfile import set_env_value
     from infra_lib.stack.services import PROFILE_SERVICES
 
-    stack = _stack(env_file)
+    stack = _stack(env_file, allow_foreign=allow_foreign)
     if not on and not off:
         return stack
     both = set(on) & set(off)
@@ -161,7 +244,7 @@ def _switch_profiles(
         say(f"stopped the {', '.join(dropped)} layer ({', '.join(names)}); its volumes are kept")
     if set_env_value(stack.paths.env_file, "INFRA_PROFILES", value):
         say(f"INFRA_PROFILES={value} written to {stack.paths.env_file}")
-    return _stack(env_file)
+    return _stack(env_file, allow_foreign=allow_foreign)
 
 
 def _observability_up(stack: Stack, manifest: str | None) -> None:
@@ -204,9 +287,7 @@ def _observability_provision(
     return ProvisionReport((*prepared.rows, *rows), dry_run)
 
 
-# Long flags only: automatic short flags would give --without `-h`.
 @task(
-    auto_shortflags=False,
     iterable=["service", "with_", "without"],
     help={
         "service": "Start only this service (repeatable). Default: all five, plus the "
@@ -220,6 +301,8 @@ def _observability_provision(
         "env-file": "Use this env file instead of .env.",
         "verbose": "Show Compose's output and debug logs.",
         "provision": "Provision the manifest once healthy (default). --no-provision skips it.",
+        "allow-foreign-project": "Act even if the project's containers were created from "
+        "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
     },
 )
 def up(
@@ -232,6 +315,7 @@ def up(
     provision: bool = True,
     with_: list[str] | None = None,
     without: list[str] | None = None,
+    allow_foreign_project: bool = False,
 ) -> None:
     """Start the stack, wait until it is healthy, and print where each service answers."""
     from infra_lib.observability.layer import is_enabled
@@ -242,7 +326,9 @@ def up(
         if not path.exists():
             print(f"{path} does not exist yet; creating it with generated secrets")
             _init_env(path, False, print)
-        stack = _switch_profiles(env_file, with_ or [], without or [], print)
+        stack = _switch_profiles(
+            env_file, with_ or [], without or [], print, allow_foreign=allow_foreign_project
+        )
         names = [s.name for s in stack.resolve(service)]
         observability = is_enabled(stack.settings)
         if observability:
@@ -284,9 +370,17 @@ def up(
         "volumes": "Also delete the named data volumes (needs --yes too). Data is lost.",
         "yes": "Confirm --volumes.",
         "env-file": "Use this env file instead of .env.",
+        "allow-foreign-project": "Act even if the project's containers were created from "
+        "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
     }
 )
-def down(c: Context, volumes: bool = False, yes: bool = False, env_file: str | None = None) -> None:
+def down(
+    c: Context,
+    volumes: bool = False,
+    yes: bool = False,
+    env_file: str | None = None,
+    allow_foreign_project: bool = False,
+) -> None:
     """Stop and remove the containers. Data volumes are kept unless --volumes --yes."""
     with _errors():
         if volumes and not yes:
@@ -295,7 +389,7 @@ def down(c: Context, volumes: bool = False, yes: bool = False, env_file: str | N
                 "(`inv down --volumes --yes`); nothing was stopped.",
                 code=2,
             )
-        stack = _stack(env_file)
+        stack = _stack(env_file, allow_foreign=allow_foreign_project)
         stack.down(volumes=volumes)
         kept = "" if volumes else "; data volumes kept"
         print(f"stack {stack.project_name!r} is down{kept}")
@@ -314,7 +408,15 @@ def status(
 ) -> None:
     """Print each service's state, health and endpoint; exit 1 if any is not healthy."""
     with _errors():
-        stack = _stack(env_file)
+        stack = _stack(env_file, guard=False)
+        foreign = stack.foreign_directory()
+        if foreign is not None:
+            _warn(
+                [
+                    f"project {stack.project_name!r} was created from {foreign}, not this "
+                    "checkout: these are another checkout's containers"
+                ]
+            )
         rows = stack.status(service)
         checks: dict[str, str] | None = None
         failed = [r.name for r in rows if not r.ok]
@@ -352,7 +454,7 @@ def logs(
 ) -> None:
     """Show the logs of the stack or of one service."""
     with _errors():
-        stack = _stack(env_file)
+        stack = _stack(env_file, guard=False)
         if follow:
             try:
                 for line in stack.follow_logs(service, tail=tail):
@@ -419,6 +521,8 @@ def _report_table(report: ProvisionReport) -> None:
         "dry-run": "Show the plan; change nothing.",
         "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",
+        "allow-foreign-project": "Act even if the project's containers were created from "
+        "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
     },
 )
 def provision(
@@ -427,12 +531,13 @@ def provision(
     dry_run: bool = False,
     manifest: str | None = None,
     env_file: str | None = None,
+    allow_foreign_project: bool = False,
 ) -> None:
     """Create each service's database, role, Redis DB and storage user; write its env file."""
     from infra_lib.observability.layer import is_enabled
 
     with _errors():
-        stack = _stack(env_file)
+        stack = _stack(env_file, allow_foreign=allow_foreign_project)
         report = _provision(stack, service, dry_run=dry_run, manifest=manifest)
         _report_table(report)
         if is_enabled(stack.settings) and not service:
@@ -447,20 +552,70 @@ def provision(
     help={
         "service": "The service whose settings to print.",
         "show-secrets": "Print passwords and URLs with credentials in clear.",
+        "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",
     }
 )
-def env(c: Context, service: str, show_secrets: bool = False, env_file: str | None = None) -> None:
+def env(
+    c: Context,
+    service: str,
+    show_secrets: bool = False,
+    manifest: str | None = None,
+    env_file: str | None = None,
+) -> None:
     """Print a service's settings (KEY=value); secrets are masked unless asked."""
+    from infra_lib.manifest import load_manifest
     from infra_lib.names import validate_service_name
-    from infra_lib.provision import read_service_env
+    from infra_lib.provision import env_path, read_service_env
 
     with _errors():
-        project = _stack(env_file).project_name
-        settings = read_service_env(_env_dir(project), validate_service_name(service))
+        env_dir = _env_dir(_stack(env_file, guard=False).project_name)
+        name = validate_service_name(service)
+        if not env_path(env_dir, name).is_file():
+            # Not provisioned, or not a service at all: the manifest tells which.
+            load_manifest(Path(manifest).resolve() if manifest else MANIFEST).service(name)
+        settings = read_service_env(env_dir, name)
         values = settings.values if show_secrets else settings.masked()
         for key, value in values.items():
             print(f"{key}={value}")
+
+
+@task(
+    help={
+        "dry-run": "Only list the dead sessions' resources; remove nothing.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def test_cleanup(c: Context, dry_run: bool = False, env_file: str | None = None) -> None:
+    """Remove what killed test sessions left on the stack; live sessions are left alone."""
+    from rich.table import Table
+
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.redis.config import RedisConfig
+    from infra_lib.sessions import Admins, reclaim
+    from infra_lib.storage.config import S3Config
+
+    with _errors():
+        settings = _stack(env_file).settings
+        admins = Admins(
+            RedisConfig.from_stack(settings),
+            PostgresConfig.from_stack(settings),
+            S3Config.from_stack(settings),
+        )
+        report = reclaim(admins, unleased=True, dry_run=dry_run)
+    table = Table(title="test sessions" + (" (dry run)" if dry_run else ""))
+    for column in ("session", "holder", "state", "removed"):
+        table.add_column(column)
+    for session in report.reclaimed:
+        state = "dead: would remove" if dry_run else "dead: removed"
+        table.add_row(session.tag, session.holder, state, ", ".join(session.removed))
+    for tag in report.live:
+        table.add_row(tag, "", "live: kept", "")
+    _console().print(table)
+    verb = "would reclaim" if dry_run else "reclaimed"
+    print(f"{verb} {len(report.reclaimed)} dead session(s), kept {len(report.live)} live one(s)")
+    if report.errors:
+        raise Exit("could not reclaim everything:\n  " + "\n  ".join(report.errors), code=1)
 
 
 @task(
@@ -494,7 +649,7 @@ def smoke(
     with _errors():
         if env_file is None and env is not None:
             env_file = str(ROOT / f".env.{env}")
-        stack = _stack(env_file)
+        stack = _stack(env_file, guard=False)
         skipped = {x.strip() for x in stack.settings.infra_smoke_skip.split(",") if x.strip()}
         skipped |= set(skip or ())
         unknown = skipped - {*COMPONENTS, PROFILE}
@@ -581,7 +736,7 @@ def metrics(c: Context, errors: bool = False, env_file: str | None = None) -> No
 def _livekit(env_file: str | None) -> LiveKitConfig:
     from infra_lib.livekit.config import LiveKitConfig
 
-    return LiveKitConfig.from_stack(_stack(env_file).settings)
+    return LiveKitConfig.from_stack(_stack(env_file, guard=False).settings)
 
 
 @task(
@@ -793,23 +948,29 @@ def backup(
                 raise Exit("--verify-only drills local archives; drop --to s3://...", code=2)
         dest = _backup_dir(stack, None if store is not None else to)
         targets = jobs.parse_targets(target)
+        incomplete: jobs.BackupIncomplete | None = None
         if verify_only:
             with _progress(quiet) as on_progress:
                 reports = jobs.drill_latest(stack, targets, dest=dest, on_progress=on_progress)
         else:
             with _progress(quiet) as on_progress:
-                outcomes = jobs.backup(
-                    stack,
-                    targets,
-                    dest=dest,
-                    manifest=_backup_manifest(service, manifest),
-                    service=service,
-                    keep=keep or None,
-                    verify=verify,
-                    remote=store,
-                    passphrase=passphrase,
-                    on_progress=on_progress,
-                )
+                try:
+                    outcomes = jobs.backup(
+                        stack,
+                        targets,
+                        dest=dest,
+                        manifest=_backup_manifest(service, manifest),
+                        service=service,
+                        keep=keep or None,
+                        verify=verify,
+                        remote=store,
+                        passphrase=passphrase,
+                        on_progress=on_progress,
+                    )
+                except jobs.BackupIncomplete as exc:
+                    # The other targets' archives are listed before the failures.
+                    incomplete = exc
+                    outcomes = list(exc.outcomes)
             reports = [o.drill for o in outcomes if o.drill is not None]
             if quiet:
                 for outcome in outcomes:
@@ -838,9 +999,13 @@ def backup(
                     if store is not None:
                         row += [outcome.uploaded or "no", str(len(outcome.pruned_remote))]
                     table.add_row(*row)
+                for failed_target in incomplete.failures if incomplete is not None else ():
+                    table.add_row(f"[red]{failed_target}: FAILED[/]", *[""] * (len(columns) - 1))
                 _console().print(table)
         if reports and not quiet:
             _drill_rows(reports)
+        if incomplete is not None:
+            raise incomplete
         failed = [r for r in reports if not r.ok]
         if failed:
             raise Exit(
@@ -927,8 +1092,9 @@ def list_backups(
         "`latest` (default).",
         "dir": "Where `latest` looks (default: backups/<project>), or s3://BUCKET/PREFIX.",
         "into": "Restore beside the original: a new database name, Redis DB number or bucket.",
-        "force": "Replace existing data (the database is dropped, the DB flushed, the objects "
-        "deleted) once the archive has been checked.",
+        "force": "Replace existing data once every archive has been checked and the new copy "
+        "is complete: a new database renamed into place, a scratch Redis DB swapped in, "
+        "objects staged in a bucket then copied over (objects the archive lacks are deleted).",
         "quiet": "No progress bars or tables.",
         "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",

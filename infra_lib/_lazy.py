@@ -27,7 +27,10 @@ def lazy_exports(
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        from infra_lib._extras import optional_sdks
+
+        with optional_sdks(f"{package}.{name}"):
+            value = getattr(importlib.import_module(module), name)
         setattr(sys.modules[package], name, value)
         return value
 

@@ -7,6 +7,8 @@ print its message, which always says what happened and what to do next::
     InfraError
     ├── ConfigError            settings missing or invalid (.env, manifest, arguments)
     │   ├── EnvFileExists      `inv init` would overwrite an existing .env
+    │   ├── ForeignProject     the compose project's containers belong to another checkout
+    │   ├── MissingExtra       an optional SDK is not installed (names the extra to add)
     │   ├── ManifestError      infra.toml is invalid (names file, service, field)
     │   └── InvalidObjectKey   an object key or key segment breaks the layout rules
     ├── DockerUnavailable      no Docker engine or Compose plugin to talk to
@@ -21,7 +23,8 @@ print its message, which always says what happened and what to do next::
     ├── WebhookRejected        a webhook's signature, key, expiry or body hash does not check out
     ├── BackupError            a backup or restore failed (dump, copy, count check)
     │   └── BackupCorrupt      an archive does not match its manifest (missing file, checksum)
-    └── RestoreRefused         a restore would overwrite data; nothing was changed
+    └── RestoreRefused         a restore would overwrite data, or grant what an archive may
+                               not (a privileged role, a stripped encryption); nothing changed
 
 Driver errors (psycopg, redis, minio, botocore, livekit) are translated at the
 client edge with ``raise ... from exc``, so the original stays attached.
@@ -37,10 +40,12 @@ __all__ = [
     "ConfigError",
     "DockerUnavailable",
     "EnvFileExists",
+    "ForeignProject",
     "InfraError",
     "InvalidObjectKey",
     "LiveKitError",
     "ManifestError",
+    "MissingExtra",
     "PortInUse",
     "ProvisionError",
     "RestoreRefused",
@@ -70,6 +75,27 @@ class ConfigError(InfraError):
 
 class EnvFileExists(ConfigError):
     """Writing ``.env`` would overwrite one that already holds secrets."""
+
+
+class ForeignProject(ConfigError):
+    """The compose project's containers were created from another checkout.
+
+    Acting on them (up, down, provision, backup, restore) would change or
+    delete the other checkout's stack; nothing was done.
+    """
+
+
+class MissingExtra(ConfigError):
+    """An optional SDK is not installed; the message names the extra that brings it.
+
+    ``module`` is the module that failed to import, ``extra`` the
+    ``infra-lib[...]`` extra to install.
+    """
+
+    def __init__(self, message: str, *, module: str, extra: str) -> None:
+        super().__init__(message)
+        self.module = module
+        self.extra = extra
 
 
 class DockerUnavailable(InfraError):
@@ -183,10 +209,14 @@ class BackupCorrupt(BackupError):
 
 
 class RestoreRefused(InfraError):
-    """A restore would overwrite existing data; nothing was changed.
+    """A restore was refused before it changed anything.
 
-    Restore into a new name instead (``--into``), or pass ``--force`` to
-    replace the data.
+    Either it would overwrite existing data (restore into a new name with
+    ``--into``, or pass ``--force`` to replace the data), or the archive
+    asks for what a restore never does on an archive's word: a role with
+    SUPERUSER and the like, membership of a privileged role, or an
+    unencrypted archive where a passphrase says to expect an encrypted one.
+    The message says which, and what to do.
     """
 
     exit_code = 3

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infra_lib.errors import ConfigError, ManifestError
 from infra_lib.names import validate_pg_identifier, validate_service_name
+from infra_lib.redis.keys import default_key_prefix, overlapping, validate_key_prefix
 
 #: Objects every PostgreSQL server has; a service taking one over would get the
 #: admin's database or a template every new database is copied from. (``pg_*``
@@ -97,12 +98,33 @@ class PostgresNeeds(_Strict):
 
 
 class RedisNeeds(_Strict):
-    """A Redis DB number: fixed (``db = 3``) or allocated (``db = "auto"``)."""
+    """A Redis DB number: fixed (``db = 3``) or allocated (``db = "auto"``).
+
+    ``key_prefix`` is the start of every key and channel name the service
+    uses (``REDIS_KEY_PREFIX`` in its env file); its ACL user can reach
+    nothing else, in any DB. Default ``"<service>:"``; see :meth:`prefix_for`.
+    """
 
     db: int | Literal["auto"] = "auto"
     purpose: str = ""
     #: Create a Redis ACL user for the service with its own password.
     acl: bool = False
+    #: Keys and channels of the service start with this (``board:``).
+    key_prefix: str | None = None
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_key_prefix(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    def prefix_for(self, service: str) -> str:
+        """The key prefix of ``service``: ``key_prefix`` or ``"<service>:"``."""
+        return self.key_prefix or default_key_prefix(service)
 
     @field_validator("db", mode="plain")
     @classmethod
@@ -124,6 +146,8 @@ class StorageNeeds(_Strict):
     @field_validator("prefixes", "public_read")
     @classmethod
     def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from infra_lib.storage.keys import check_prefix
+
         for prefix in value:
             segments = prefix.rstrip("/").split("/")
             if (
@@ -135,6 +159,11 @@ class StorageNeeds(_Strict):
                     f"prefix {prefix!r} must look like 'name/' or 'a/b/': no leading '/', "
                     "no empty, '.' or '..' segments, and a trailing '/'"
                 )
+            # The prefix becomes part of IAM and bucket policies: only a safe set.
+            try:
+                check_prefix(prefix, what="prefix")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
@@ -283,6 +312,7 @@ def parse_manifest(data: dict[str, Any], *, path: Path | str = "<manifest>") -> 
                 problems.append(f"{_where(path, ('services', name, *err['loc']))}: {err['msg']}")
 
     problems += _cross_checks(services, path)
+    problems += _redis_prefix_checks(services, path)
     if problems:
         raise ManifestError("invalid manifest:\n  " + "\n  ".join(problems))
     return Manifest(
@@ -319,6 +349,31 @@ def _cross_checks(services: list[ServiceManifest], path: Path | str) -> list[str
                         f"overlaps {other!r} of service {holder!r}"
                     )
             prefixes[prefix] = service.name
+    return problems
+
+
+def _redis_prefix_checks(services: list[ServiceManifest], path: Path | str) -> list[str]:
+    """Key prefixes must not overlap: one service's pattern would match the other's keys."""
+    problems: list[str] = []
+    claimed: dict[str, str] = {}
+    for service in services:
+        if service.redis is None:
+            continue
+        prefix = service.redis.prefix_for(service.name)
+        try:
+            # A default prefix is checked too: a service named "infra" would get "infra:".
+            validate_key_prefix(prefix)
+        except ConfigError as exc:
+            problems.append(f"{path}: service {service.name!r}, field 'redis.key_prefix': {exc}")
+            continue
+        for other, holder in claimed.items():
+            if overlapping(prefix, other):
+                problems.append(
+                    f"{path}: service {service.name!r}, field 'redis.key_prefix': {prefix!r} "
+                    f"overlaps {other!r} of service {holder!r}; give each service a prefix no "
+                    "other one starts with"
+                )
+        claimed[prefix] = service.name
     return problems
 
 

@@ -398,7 +398,7 @@ def _plan_redis(
     if not ordered:
         return _Stage("redis", [], lambda done: [])
     rows: list[ProvisionRow] = []
-    wanted: list[tuple[ServiceManifest, int | None, str | None, str | None]] = []
+    wanted: list[tuple[ServiceManifest, int | None, str | None, str | None, str]] = []
     planned: dict[str, int] = {}
     with RedisDbAllocator(config) as allocator:
         for service, needs in ordered:
@@ -419,11 +419,14 @@ def _plan_redis(
             )
             username: str | None = None
             password: str | None = config.password
+            prefix = needs.prefix_for(service.name)
             if needs.acl:
                 username = service.name
                 password = _password(existing[service.name], "REDIS_PASSWORD")
                 try:
-                    acl = str(ensure_acl_user(config, username, password, dry_run=True))
+                    acl = str(
+                        ensure_acl_user(config, username, password, key_prefix=prefix, dry_run=True)
+                    )
                 except (ConfigError, ProvisionError) as exc:
                     raise _blame(service.name, "redis.acl", exc) from exc
                 rows.append(
@@ -442,12 +445,13 @@ def _plan_redis(
                 preview.db, username=username, password=password
             )
             values[service.name]["REDIS_DB"] = str(preview.db)
-            wanted.append((service, explicit, username, password))
+            values[service.name]["REDIS_KEY_PREFIX"] = prefix
+            wanted.append((service, explicit, username, password, prefix))
 
     def apply(done: list[str]) -> list[ProvisionRow]:
         out = list(rows)
         with RedisDbAllocator(config) as allocator:
-            for service, explicit, username, password in wanted:
+            for service, explicit, username, password, prefix in wanted:
                 allocation = allocator.allocate(service.name, db=explicit)
                 if allocation.created:
                     done.append(f"redis db {allocation.db} claimed for {service.name}")
@@ -466,7 +470,8 @@ def _plan_redis(
                 if (
                     username is not None
                     and password is not None
-                    and str(ensure_acl_user(config, username, password)) != "unchanged"
+                    and str(ensure_acl_user(config, username, password, key_prefix=prefix))
+                    != "unchanged"
                 ):
                     done.append(f"redis acl user {username} set")
         return out

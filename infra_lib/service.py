@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infra_lib._extras import optional_sdks
 from infra_lib.errors import ConfigError
 from infra_lib.stack.envfile import parse_env_lines
 
@@ -66,9 +67,10 @@ class ServiceSettings:
             values.update(parse_env_lines(path.read_text(encoding="utf-8")))
         env = os.environ if environ is None else environ
         known = {
-            "SERVICE_NAME", "DATABASE_URL", "REDIS_URL", "S3_ENDPOINT", "S3_PUBLIC_ENDPOINT",
-            "S3_REGION", "S3_FORCE_PATH_STYLE", "S3_BUCKET", "S3_PREFIXES", "S3_ACCESS_KEY_ID",
-            "S3_SECRET_ACCESS_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
+            "SERVICE_NAME", "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "S3_ENDPOINT",
+            "S3_PUBLIC_ENDPOINT", "S3_REGION", "S3_FORCE_PATH_STYLE", "S3_BUCKET", "S3_PREFIXES",
+            "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY",
+            "LIVEKIT_API_SECRET",
         }  # fmt: skip
         values.update({k: v for k, v in env.items() if k in known and v})
         return cls(values, values.get("SERVICE_NAME", ""))
@@ -88,7 +90,8 @@ class ServiceSettings:
 
     def postgres(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new psycopg connection to the service's database (close it when done)."""
-        import psycopg
+        with optional_sdks("PostgreSQL connections"):
+            import psycopg
 
         return psycopg.connect(self.require("DATABASE_URL"), **kwargs)
 
@@ -96,16 +99,26 @@ class ServiceSettings:
 
     def redis(self, **kwargs: Any) -> redis.Redis:
         """A redis-py client on the service's DB, as its own ACL user when it has one."""
-        import redis
+        with optional_sdks("Redis clients"):
+            import redis
 
         client: redis.Redis = redis.Redis.from_url(self.require("REDIS_URL"), **kwargs)
         return client
+
+    @property
+    def redis_key_prefix(self) -> str:
+        """What every Redis key and channel of the service starts with (``board-service:``).
+
+        The service's ACL user may touch nothing else, in any DB.
+        """
+        return self.require("REDIS_KEY_PREFIX")
 
     # -- Object storage ------------------------------------------------------
 
     def s3_config(self) -> S3Config:
         """The service's S3 settings (its own keys, its bucket and endpoints)."""
-        from infra_lib.storage.config import S3Config
+        with optional_sdks("object storage"):
+            from infra_lib.storage.config import S3Config
 
         return S3Config(
             endpoint=self.require("S3_ENDPOINT"),
@@ -130,15 +143,17 @@ class ServiceSettings:
 
     def presigner(self) -> Presigner:
         """Presigned upload/download URLs signed for the public endpoint."""
-        from infra_lib.storage.presign import Presigner
+        with optional_sdks("presigned URLs"):
+            from infra_lib.storage.presign import Presigner
 
-        return Presigner(self.s3_config())
+            return Presigner(self.s3_config())
 
     # -- LiveKit -------------------------------------------------------------
 
     def livekit_config(self) -> LiveKitConfig:
         """The LiveKit URL and API key pair the service signs tokens with."""
-        from infra_lib.livekit.config import LiveKitConfig
+        with optional_sdks("LiveKit"):
+            from infra_lib.livekit.config import LiveKitConfig
 
         return LiveKitConfig(
             url=self.require("LIVEKIT_URL"),
@@ -148,6 +163,7 @@ class ServiceSettings:
 
     def token_factory(self) -> TokenFactory:
         """A factory of LiveKit join tokens for this service's rooms."""
-        from infra_lib.livekit.tokens import TokenFactory
+        with optional_sdks("LiveKit tokens"):
+            from infra_lib.livekit.tokens import TokenFactory
 
         return TokenFactory(self.livekit_config())

@@ -35,10 +35,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from infra_lib.backup.details import check_details
 from infra_lib.backup.model import TARGETS, DrillReport, ProgressCallback, Target
 from infra_lib.errors import BackupCorrupt, BackupError, ConfigError
 from infra_lib.stack.envfile import write_private_file
@@ -58,6 +67,8 @@ __all__ = [
     "latest",
     "list_archives",
     "mark_verified",
+    "parse_json",
+    "parse_manifest",
     "prune",
     "read_archive",
     "verify_archive",
@@ -82,6 +93,8 @@ _NAME = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-(?P<target>postgres|redis|minio)(?:
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: ``all`` or ``service:<service name>``; it is printed, so no markup or control codes.
+_SCOPE = re.compile(r"all|service:[a-z0-9][a-z0-9_-]{0,62}")
 
 
 # -- manifest ---------------------------------------------------------------
@@ -118,13 +131,25 @@ class DatasetEntry(_Frozen):
 
     ``counts`` are what a restore must reproduce (rows per table, keys,
     objects); ``details`` hold what the target needs to recreate the
-    dataset (owner, encoding, bucket settings, ...).
+    dataset (owner, encoding, bucket settings, ...), checked against the
+    target's schema in :mod:`infra_lib.backup.details` whenever a manifest
+    is built or read.
     """
 
-    name: str
-    files: tuple[str, ...]
-    counts: dict[str, int] = Field(default_factory=dict)
+    name: str = Field(min_length=1, max_length=1024)
+    files: tuple[str, ...] = Field(min_length=1)
+    counts: dict[str, Annotated[StrictInt, Field(ge=0)]] = Field(default_factory=dict)
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("files")
+    @classmethod
+    def _plain_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _FILE_NAME.fullmatch(name) or name in _META_NAMES:
+                raise ValueError(f"{name!r} is not a plain data file name")
+        if len(set(value)) != len(value):
+            raise ValueError("names a file twice")
+        return value
 
 
 class ArchiveManifest(_Frozen):
@@ -143,6 +168,41 @@ class ArchiveManifest(_Frozen):
     files: tuple[FileEntry, ...]
     #: What was included and left out, in words and flags.
     included: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        if not _SCOPE.fullmatch(value):
+            raise ValueError(f"{value[:80]!r} is neither 'all' nor 'service:<name>'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        # Every field below reaches a server during a restore; refuse here,
+        # before anything can use it, rather than where it is used.
+        names = [f.name for f in self.files]
+        if len(set(names)) != len(names):
+            raise ValueError("files: a file is listed twice")
+        seen: set[str] = set()
+        for index, dataset in enumerate(self.datasets):
+            if dataset.name in seen:
+                raise ValueError(f"datasets.{index}: dataset {dataset.name!r} is listed twice")
+            seen.add(dataset.name)
+            unknown = [n for n in dataset.files if n not in names]
+            if unknown:
+                raise ValueError(
+                    f"datasets.{index}.files: {unknown[0]!r} is not in the manifest's file list"
+                )
+            try:
+                check_details(self.target, dataset.name, dataset.details)
+            except ValidationError as exc:
+                raise ValueError(
+                    f"dataset {dataset.name!r}: "
+                    + _problems(exc, prefix=f"datasets.{index}.details.")
+                ) from None
+            except ValueError as exc:
+                raise ValueError(f"datasets.{index} ({dataset.name!r}): {exc}") from None
+        return self
 
     def dataset(self, name: str) -> DatasetEntry | None:
         """The dataset called ``name``, if the archive holds it."""
@@ -197,6 +257,18 @@ class ArchiveInfo:
 # -- writing ----------------------------------------------------------------
 
 
+class _WriteFailed(BackupError):
+    """The disk refused a write (full, read-only, quota); :class:`ArchiveWriter` restates it.
+
+    Not an :class:`OSError`, so target code that treats ``OSError`` as a
+    network failure (an S3 response cut short) lets it through.
+    """
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write {path}: {exc.strerror or exc}")
+        self.reason = exc.strerror or str(exc)
+
+
 class ArchiveFile(io.RawIOBase):
     """A data file being written: 0600, hashed and counted as bytes go in.
 
@@ -207,7 +279,10 @@ class ArchiveFile(io.RawIOBase):
     def __init__(self, path: Path, on_close: Any) -> None:
         super().__init__()
         self._path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _WriteFailed(path, exc) from exc
         self._hash = hashlib.sha256()
         self._size = 0
         self._on_close = on_close
@@ -224,8 +299,11 @@ class ArchiveFile(io.RawIOBase):
         view = memoryview(data).cast("B")
         self._hash.update(view)
         written = 0
-        while written < len(view):
-            written += os.write(self._fd, view[written:])
+        try:
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            raise _WriteFailed(self._path, exc) from exc
         self._size += written
         return written
 
@@ -234,6 +312,9 @@ class ArchiveFile(io.RawIOBase):
             return
         try:
             os.fsync(self._fd)
+        except OSError as exc:
+            # A full disk may show only here, once delayed writes are flushed.
+            raise _WriteFailed(self._path, exc) from exc
         finally:
             os.close(self._fd)
             super().close()
@@ -270,15 +351,23 @@ class ArchiveWriter:
         self._committed: Path | None = None
 
     def __enter__(self) -> Self:
-        ensure_private_dir(self.dest)
-        clean_stale_temp(self.dest)
-        self._temp = Path(
-            tempfile.mkdtemp(
-                prefix=f"{_TEMP_PREFIX}{self.stamp}-{self.target}-{secrets.token_hex(3)}-",
-                dir=self.dest,
+        try:
+            ensure_private_dir(self.dest)
+            clean_stale_temp(self.dest)
+            self._temp = Path(
+                tempfile.mkdtemp(
+                    prefix=f"{_TEMP_PREFIX}{self.stamp}-{self.target}-{secrets.token_hex(3)}-",
+                    dir=self.dest,
+                )
             )
-        )
-        self._temp.chmod(0o700)
+            self._temp.chmod(0o700)
+        except OSError as exc:
+            self.discard()
+            raise BackupError(
+                f"cannot write the {self.target} backup into {self.dest}: "
+                f"{exc.strerror or exc}. Nothing was written. Make the directory writable "
+                "(or choose another with --to)."
+            ) from exc
         return self
 
     def __exit__(
@@ -287,8 +376,18 @@ class ArchiveWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._committed is None:
-            self.discard()
+        if self._committed is not None:
+            return
+        temp = self._temp
+        self.discard()
+        if isinstance(exc, _WriteFailed | OSError):
+            reason = exc.reason if isinstance(exc, _WriteFailed) else exc.strerror or str(exc)
+            raise BackupError(
+                f"cannot write the {self.target} backup into {self.dest}: {reason}. The "
+                f"unfinished archive {temp} was removed; no archive was written and the server "
+                "was not changed. Free space there (or choose another directory with --to) "
+                "and back up again."
+            ) from exc
 
     @property
     def temp_dir(self) -> Path:
@@ -349,8 +448,11 @@ class ArchiveWriter:
             included=dict(included or {}),
         )
         temp = self.temp_dir
-        _write_synced(temp / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode() + b"\n")
-        _fsync_dir(temp)
+        try:
+            _write_synced(temp / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode() + b"\n")
+            _fsync_dir(temp)
+        except OSError as exc:
+            raise _WriteFailed(temp / MANIFEST_NAME, exc) from exc
         final = self._publish(temp)
         self._committed = final
         logger.info("backup: wrote %s (%d files, %d bytes)", final, len(self._files), manifest.size)
@@ -436,6 +538,11 @@ def read_archive(path: Path) -> ArchiveInfo:
     manifest_path = path / MANIFEST_NAME
     if not path.is_dir():
         raise BackupError(f"{path} is not a backup archive directory")
+    if manifest_path.is_symlink():
+        raise BackupCorrupt(
+            f"{manifest_path} is a symbolic link; an archive's files are its own",
+            path=str(path),
+        )
     try:
         raw = manifest_path.read_bytes()
     except FileNotFoundError:
@@ -445,24 +552,62 @@ def read_archive(path: Path) -> ArchiveInfo:
             path=str(path),
         ) from None
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = parse_json(raw)
+    except ValueError as exc:
         raise BackupCorrupt(f"{manifest_path} is not valid JSON: {exc}", path=str(path)) from exc
+    return ArchiveInfo(path, parse_manifest(data, where=str(manifest_path)), _read_verified(path))
+
+
+def parse_manifest(data: Any, *, where: str) -> ArchiveManifest:
+    """``data`` (parsed JSON) as a checked manifest; BackupCorrupt naming the bad field.
+
+    ``where`` names the manifest in messages (a path or an s3:// URL).
+    """
     version = data.get("format") if isinstance(data, dict) else None
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise BackupError(
-            f"{path} has archive format {version}; this infra-lib reads up to "
+            f"{where} has archive format {version}; this infra-lib reads up to "
             f"{FORMAT_VERSION}. Restore it with a newer infra-lib."
         )
     try:
-        manifest = ArchiveManifest.model_validate(data)
+        return ArchiveManifest.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-            for err in exc.errors()[:5]
+        raise BackupCorrupt(
+            f"{where} is invalid, so nothing was restored from it: {_problems(exc)}", path=where
+        ) from exc
+
+
+def _problems(exc: ValidationError, *, prefix: str = "") -> str:
+    return "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+        for err in exc.errors()[:5]
+    )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` as JSON, refusing what parsers disagree on: duplicate keys, NaN, Infinity.
+
+    Raises ValueError (including for bytes that are not UTF-8).
+    """
+    try:
+        return json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant
         )
-        raise BackupCorrupt(f"{manifest_path} is invalid: {problems}", path=str(path)) from exc
-    return ArchiveInfo(path, manifest, _read_verified(path))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8: {exc}") from exc
 
 
 def _read_verified(path: Path) -> VerifiedMarker | None:

@@ -15,6 +15,18 @@ authentication. An empty file still has one (empty, tagged) last chunk, so
 it cannot be cut to nothing either.
 
 Nothing here keeps a whole file in memory: one chunk at a time.
+
+**The manifest.** It stays readable, because listing archives must work
+without the passphrase, so it is authenticated instead: scrypt derives 64
+bytes, the first 32 are the AES key and the last 32 a separate HMAC-SHA256
+key (two independent PBKDF2 output blocks, so neither key tells anything
+about the other). :func:`seal_manifest` appends the MAC as the manifest's
+last member, computed over every byte before it and the archive's name;
+:func:`open_manifest` recomputes it over the exact bytes downloaded and
+refuses any difference, a missing MAC, or an archive moved under another
+name. So without the passphrase nobody can change a single byte of an
+encrypted archive's manifest (an owner, a grant, a checksum, a DB number)
+and have a restore use it.
 """
 
 from __future__ import annotations
@@ -22,7 +34,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import io
+import re
 import secrets
 import struct
 from collections.abc import Iterable, Mapping
@@ -43,7 +57,9 @@ __all__ = [
     "Passphrase",
     "decrypt_stream",
     "encrypted_size",
+    "open_manifest",
     "passphrase_from",
+    "seal_manifest",
 ]
 
 #: The only place a passphrase is read from: never an argument, which `ps` would show.
@@ -65,6 +81,11 @@ _MAX_R = 16
 _MAX_P = 4
 _MAX_CHUNK = 64 << 20
 _ALTERED = "wrong passphrase, or the archive was altered"
+#: The member :func:`seal_manifest` appends, and nothing may follow it.
+MAC_MEMBER = "manifest_mac"
+_MAC_TRAILER = re.compile(rb',\n  "' + MAC_MEMBER.encode() + rb'": "([0-9a-f]{64})"\n\}\n\Z')
+#: Keeps this MAC from ever being valid for another purpose or format.
+_MAC_CONTEXT = b"infra-lib archive manifest, HMAC-SHA256, v1\x00"
 
 
 class Passphrase:
@@ -136,6 +157,8 @@ class ArchiveKey:
 
     info: EncryptionInfo
     key: bytes = field(repr=False)
+    #: Authenticates the manifest; never used for anything else.
+    mac_key: bytes = field(repr=False)
 
     @classmethod
     def new(cls, passphrase: Passphrase, *, chunk_size: int = CHUNK_SIZE) -> ArchiveKey:
@@ -146,7 +169,7 @@ class ArchiveKey:
     @classmethod
     def derive(cls, passphrase: Passphrase, info: EncryptionInfo) -> ArchiveKey:
         """The key of an existing archive (right or wrong: only decryption can tell)."""
-        key = hashlib.scrypt(
+        derived = hashlib.scrypt(
             passphrase.reveal(),
             salt=base64.b64decode(info.salt),
             n=info.n,
@@ -154,9 +177,11 @@ class ArchiveKey:
             p=info.p,
             # OpenSSL's default cap (32 MiB) is just below what n=2**15, r=8 needs.
             maxmem=2 * 128 * info.n * info.r * info.p + (1 << 20),
-            dklen=_KEY,
+            dklen=2 * _KEY,
         )
-        return cls(info, key)
+        # scrypt ends in PBKDF2, whose first 32 bytes do not depend on dklen:
+        # the AES key is the one archives made before the MAC key existed had.
+        return cls(info, derived[:_KEY], derived[_KEY:])
 
 
 def encrypted_size(size: int, chunk_size: int = CHUNK_SIZE) -> int:
@@ -285,3 +310,45 @@ def decrypt_stream(key: ArchiveKey, name: str, chunks: Iterable[bytes], out: IO[
         raise fail(f"it ends inside a chunk: {_ALTERED}")
     open_chunk(prefix, buffer, last=True)
     return written
+
+
+def _manifest_mac(key: ArchiveKey, name: str, body: bytes) -> str:
+    message = _MAC_CONTEXT + name.encode() + b"\x00" + body
+    return hmac.new(key.mac_key, message, hashlib.sha256).hexdigest()
+
+
+def seal_manifest(key: ArchiveKey, name: str, body: bytes) -> bytes:
+    """``body`` (a JSON object as ``json.dumps(..., indent=2)`` writes it) with its MAC added.
+
+    The MAC covers the archive's ``name`` and every byte of ``body`` but
+    its closing brace, and goes in as the object's last member, so the
+    result is still the same JSON object plus one key.
+    """
+    if not body.endswith(b"\n}"):
+        raise ValueError("seal_manifest wants a JSON object written with indent=2")
+    head = body[:-2]
+    return head + f',\n  "{MAC_MEMBER}": "{_manifest_mac(key, name, head)}"\n}}\n'.encode()
+
+
+def open_manifest(key: ArchiveKey, name: str, raw: bytes, *, where: str) -> None:
+    """Check the MAC :func:`seal_manifest` added to ``raw``; BackupCorrupt when it is not right.
+
+    Refuses a manifest without a MAC (or with anything after it) as well as
+    one whose MAC does not match: either means someone without the
+    passphrase changed it, or the passphrase is not the archive's.
+    """
+    found = _MAC_TRAILER.search(raw)
+    if found is None:
+        raise BackupCorrupt(
+            f"{where} is an encrypted archive whose manifest has no {MAC_MEMBER} at its end; "
+            "it was changed by someone without the passphrase (or made by an infra-lib too "
+            "old to authenticate it). Nothing was restored.",
+            path=where,
+        )
+    expected = _manifest_mac(key, name, raw[: found.start()])
+    if not hmac.compare_digest(expected.encode(), found[1]):
+        raise BackupCorrupt(
+            f"{where}: its manifest does not authenticate: {_ALTERED} (even one changed byte, "
+            "or the archive under another name, fails). Nothing was restored.",
+            path=where,
+        )

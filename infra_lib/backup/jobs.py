@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from infra_lib.backup.archive import (
     mark_verified,
     prune,
     read_archive,
+    verify_archive,
 )
 from infra_lib.backup.model import (
     TARGETS,
@@ -34,17 +36,18 @@ from infra_lib.backup.model import (
     RestoreReport,
     Target,
 )
-from infra_lib.errors import BackupError, ConfigError
+from infra_lib.errors import BackupError, ConfigError, InfraError
 
 if TYPE_CHECKING:
     from infra_lib.backup.crypto import Passphrase
     from infra_lib.backup.minio import BucketScope
-    from infra_lib.backup.remote import RemoteStore
+    from infra_lib.backup.remote import RemoteArchive, RemoteStore
     from infra_lib.manifest import Manifest, ServiceManifest
     from infra_lib.stack.compose import Stack
     from infra_lib.storage.config import S3Config
 
 __all__ = [
+    "BackupIncomplete",
     "BackupOutcome",
     "backup",
     "default_dest",
@@ -56,6 +59,26 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class BackupIncomplete(BackupError):
+    """Some targets of :func:`backup` failed; the others were backed up.
+
+    ``outcomes`` holds the archives written, ``failures`` each failed
+    target's error. The exit code is the highest of the failures'.
+    """
+
+    def __init__(
+        self, outcomes: Sequence[BackupOutcome], failures: dict[Target, InfraError]
+    ) -> None:
+        done = ", ".join(o.archive.target for o in outcomes) or "none"
+        listing = "; ".join(f"{target}: {exc}" for target, exc in failures.items())
+        super().__init__(
+            f"backup of {len(failures)} target(s) failed ({listing}). Backed up: {done}."
+        )
+        self.outcomes = tuple(outcomes)
+        self.failures = dict(failures)
+        self.exit_code = max(exc.exit_code for exc in failures.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +206,12 @@ def backup(
     After each archive is written, ``verify`` runs a restore drill on it,
     ``remote`` uploads it (kept locally as well; not when its drill failed),
     and ``keep`` prunes that target's archives of the same scope to the
-    newest ``keep``, locally and in ``remote``. Stops at the first failure.
-    With ``passphrase`` the uploaded copies are encrypted (the local ones
-    are not).
+    newest ``keep``, locally and in ``remote``. With ``passphrase`` the
+    uploaded copies are encrypted (the local ones are not).
+
+    A target that fails does not stop the others: when any failed,
+    :class:`BackupIncomplete` is raised after the last one, carrying the
+    outcomes of those that succeeded and each failure.
     """
     if keep is not None and keep < 1:
         raise ConfigError(f"--keep must be at least 1, not {keep}")
@@ -194,34 +220,69 @@ def backup(
     chosen = _service(manifest, service) if service else None
     scope = f"service:{service}" if service else "all"
     outcomes = []
+    failures: dict[Target, InfraError] = {}
     for target in _targets_for(targets, chosen):
-        started = time.monotonic()
-        archive = _backup_one(
-            stack, target, dest, manifest, chosen, scope, on_progress, _own_bucket(stack, remote)
-        )
-        seconds = time.monotonic() - started
-        report = (
-            drill(stack, target, dest=dest, archive=archive.path, on_progress=on_progress)
-            if verify
-            else None
-        )
-        uploaded: str | None = None
-        pruned_remote: tuple[str, ...] = ()
-        if remote is not None and (report is None or report.ok):
-            from infra_lib.backup.remote import prune_remote, upload_archive
-
-            uploaded = upload_archive(
-                remote, archive, passphrase=passphrase, on_progress=on_progress
+        try:
+            outcomes.append(
+                _backup_and_keep(
+                    stack,
+                    target,
+                    dest,
+                    manifest,
+                    chosen,
+                    scope,
+                    keep,
+                    verify,
+                    remote,
+                    passphrase,
+                    on_progress,
+                )
             )
-            if keep is not None:
-                pruned_remote = tuple(prune_remote(remote, target, keep, scope=scope))
-        pruned = tuple(prune(dest, target, keep, scope=scope)) if keep is not None else ()
-        outcomes.append(
-            BackupOutcome(
-                read_archive(archive.path), pruned, seconds, report, uploaded, pruned_remote
-            )
-        )
+        except InfraError as exc:
+            # One target's failure (a full disk, a server down) must not cost
+            # the others their backup.
+            logger.warning("backup: %s failed: %s", target, exc)
+            failures[target] = exc
+    if failures:
+        raise BackupIncomplete(outcomes, failures)
     return outcomes
+
+
+def _backup_and_keep(
+    stack: Stack,
+    target: Target,
+    dest: Path,
+    manifest: Manifest | None,
+    chosen: ServiceManifest | None,
+    scope: str,
+    keep: int | None,
+    verify: bool,
+    remote: RemoteStore | None,
+    passphrase: Passphrase | None,
+    on_progress: ProgressCallback | None,
+) -> BackupOutcome:
+    started = time.monotonic()
+    archive = _backup_one(
+        stack, target, dest, manifest, chosen, scope, on_progress, _own_bucket(stack, remote)
+    )
+    seconds = time.monotonic() - started
+    report = (
+        drill(stack, target, dest=dest, archive=archive.path, on_progress=on_progress)
+        if verify
+        else None
+    )
+    uploaded: str | None = None
+    pruned_remote: tuple[str, ...] = ()
+    if remote is not None and (report is None or report.ok):
+        from infra_lib.backup.remote import prune_remote, upload_archive
+
+        uploaded = upload_archive(remote, archive, passphrase=passphrase, on_progress=on_progress)
+        if keep is not None:
+            pruned_remote = tuple(prune_remote(remote, target, keep, scope=scope))
+    pruned = tuple(prune(dest, target, keep, scope=scope)) if keep is not None else ()
+    return BackupOutcome(
+        read_archive(archive.path), pruned, seconds, report, uploaded, pruned_remote
+    )
 
 
 def _backup_one(
@@ -370,7 +431,7 @@ def restore(
     targets = _targets_for(targets, chosen)
     if into is not None and len(targets) != 1:
         raise ConfigError("--into names one database, DB or bucket: give one --target")
-    reports = []
+    picked: list[tuple[Target, Path]] = []
     for target in targets:
         if source != "latest":
             archive = Path(source)
@@ -382,11 +443,31 @@ def restore(
             )
             what = f" holding {chosen.name}'s data" if chosen is not None else ""
             archive = _find(dest, target, wants, what).path
+        picked.append((target, archive))
+    _verify_all(picked, on_progress)
+    reports = []
+    for target, archive in picked:
         logger.info("restore: %s from %s", target, archive)
         reports.append(
             _restore_one(stack, target, archive, manifest, chosen, into, force, on_progress)
         )
     return reports
+
+
+def _verify_all(
+    picked: Sequence[tuple[Target, Path]], on_progress: ProgressCallback | None
+) -> None:
+    """Check every archive of a restore before the first change to any server.
+
+    A damaged third archive must not be found after the first two targets
+    were already replaced.
+    """
+    for target, archive in picked:
+        verify_archive(archive, on_progress=on_progress)
+        found = read_archive(archive).target
+        if found != target:
+            raise BackupError(f"{archive} is a {found} archive, not a {target} one")
+    logger.info("restore: %d archive(s) checked; nothing was changed yet", len(picked))
 
 
 def restore_remote(
@@ -405,9 +486,10 @@ def restore_remote(
 ) -> list[RestoreReport]:
     """:func:`restore` from archives in a bucket: archive ``name``, or each target's newest.
 
-    Each archive is downloaded into a private directory under ``work_dir``,
-    restored from there (checksums first, as for a local archive) and
-    removed afterwards. Encrypted archives need ``passphrase``.
+    Every archive of the restore is downloaded into a private directory
+    under ``work_dir`` and checked before any target is changed, restored
+    from there and removed afterwards (so ``work_dir`` needs room for all of
+    them at once). Encrypted archives need ``passphrase``.
     """
     from infra_lib.backup.remote import downloaded, find_remote, list_remote
 
@@ -423,7 +505,7 @@ def restore_remote(
     targets = _targets_for(targets, chosen)
     if into is not None and len(targets) != 1:
         raise ConfigError("--into names one database, DB or bucket: give one --target")
-    reports = []
+    chosen_archives: list[tuple[Target, RemoteArchive]] = []
     for target in targets:
         if name is not None:
             archive = picked[0]
@@ -441,10 +523,22 @@ def restore_remote(
                     f"`inv backup --to {remote.location}`"
                 )
             archive = found[-1]
-        logger.info("restore: %s from %s", target, archive.url)
-        with downloaded(
-            remote, archive, work_dir, passphrase=passphrase, on_progress=on_progress
-        ) as path:
+        chosen_archives.append((target, archive))
+    with ExitStack() as local:
+        # Every archive is downloaded and checked before the first target changes.
+        paths: list[tuple[Target, Path]] = []
+        for target, archive in chosen_archives:
+            logger.info("restore: downloading %s archive %s", target, archive.url)
+            path = local.enter_context(
+                downloaded(
+                    remote, archive, work_dir, passphrase=passphrase, on_progress=on_progress
+                )
+            )
+            paths.append((target, path))
+        _verify_all(paths, on_progress)
+        reports = []
+        for target, path in paths:
+            logger.info("restore: %s from %s", target, path)
             reports.append(
                 _restore_one(stack, target, path, manifest, chosen, into, force, on_progress)
             )

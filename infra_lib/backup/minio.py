@@ -43,12 +43,22 @@ from infra_lib.backup.archive import (
     read_archive,
     verify_archive,
 )
+from infra_lib.backup.minio_staging import (
+    PLAN_KEY,
+    StagingPlan,
+    copy_into_place,
+    finish_interrupted,
+    is_internal_bucket,
+    new_staging_name,
+    remove_staging,
+)
 from infra_lib.backup.model import CountCheck, DatasetRestore, ProgressCallback, RestoreReport
 from infra_lib.backup.streams import Throttle
 from infra_lib.errors import (
     BackupCorrupt,
     BackupError,
     ConfigError,
+    InfraError,
     RestoreRefused,
     ServiceUnavailable,
 )
@@ -170,7 +180,10 @@ def backup_minio(
     client = store.client()
     with _errors(store, "list the buckets"):
         if scopes is None:
-            chosen = [BucketScope(b.name) for b in client.list_buckets()]
+            # A restore's staging or a drill's scratch bucket is not data.
+            chosen = [
+                BucketScope(b.name) for b in client.list_buckets() if not is_internal_bucket(b.name)
+            ]
         else:
             chosen = list(scopes)
             missing = [s.bucket for s in chosen if not client.bucket_exists(s.bucket)]
@@ -302,6 +315,50 @@ class _Plan:
     holds: int
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_HEADER_VALUE = re.compile(r"[^\x00-\x1f\x7f]{0,2048}")
+_SETTINGS = {"versioning", "policy", "lifecycle", "tags", "encryption"}
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """Why an ``index.jsonl`` line may not reach the server, or None.
+
+    Its key and headers go into PUT requests: a key must be one S3 accepts,
+    and only the headers a backup keeps may come back (no ``x-amz-acl``,
+    no ``x-amz-website-redirect-location``, no CR/LF).
+    """
+    if not isinstance(entry, dict):
+        return "is not a JSON object"
+    key = entry.get("key")
+    if not isinstance(key, str) or not key or len(key.encode()) > 1024 or "\x00" in key:
+        return "key is not an S3 object key (1-1024 bytes of UTF-8)"
+    for field in ("dataset", "bucket", "member"):
+        if not isinstance(entry.get(field), str):
+            return f"{field} is not a string"
+    size = entry.get("size")
+    if type(size) is not int or size < 0:
+        return "size is not a byte count"
+    if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+        return "sha256 is not 64 lowercase hex digits"
+    content_type = entry.get("content_type")
+    if content_type is not None and not (
+        isinstance(content_type, str) and _HEADER_VALUE.fullmatch(content_type)
+    ):
+        return "content_type is not a header value"
+    for field, allowed in (("metadata", None), ("headers", _KEPT_HEADERS)):
+        values = entry.get(field, {})
+        if not isinstance(values, dict):
+            return f"{field} is not an object"
+        for name, value in values.items():
+            if (allowed is None and not name.startswith(_META_PREFIX)) or (
+                allowed is not None and name not in allowed
+            ):
+                return f"{field} names {name[:80]!r}, which a backup never keeps"
+            if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+                return f"{field}.{name} is not a header value"
+    return None
+
+
 def _read_index(archive: Path) -> Iterator[dict[str, Any]]:
     with (archive / INDEX_FILE).open("rb") as handle:
         for number, line in enumerate(handle, start=1):
@@ -311,7 +368,37 @@ def _read_index(archive: Path) -> Iterator[dict[str, Any]]:
                 raise BackupCorrupt(
                     f"{archive / INDEX_FILE}: line {number} is not JSON", path=str(archive)
                 ) from exc
+            problem = _entry_problem(entry)
+            if problem is not None:
+                raise BackupCorrupt(
+                    f"{archive / INDEX_FILE}: line {number}: {problem}; nothing was restored",
+                    path=str(archive),
+                )
             yield entry
+
+
+def _read_settings(archive: Path) -> dict[str, Any]:
+    """``buckets.json``, each bucket's settings typed as a backup writes them."""
+    path = archive / BUCKETS_FILE
+    try:
+        settings = json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise BackupCorrupt(f"{path} is not JSON", path=str(archive)) from exc
+    problem = None
+    if not isinstance(settings, dict):
+        problem = "is not a JSON object"
+    else:
+        for bucket, values in settings.items():
+            if not isinstance(values, dict) or set(values) - _SETTINGS:
+                problem = f"bucket {bucket[:80]!r} has settings a backup never writes"
+            elif any(
+                values.get(k) is not None and not isinstance(values[k], str)
+                for k in ("versioning", "policy", "lifecycle", "encryption")
+            ) or not isinstance(values.get("tags") or {}, dict):
+                problem = f"bucket {bucket[:80]!r} has settings of the wrong type"
+    if problem is not None:
+        raise BackupCorrupt(f"{path} {problem}; nothing was restored", path=str(archive))
+    return dict(settings)
 
 
 def _select(
@@ -343,11 +430,13 @@ def _select(
     return out
 
 
-def _count(client: Minio, bucket: str, want: BucketScope) -> tuple[int, int]:
+def _count(
+    client: Minio, bucket: str, want: BucketScope, skip: Sequence[str] = ()
+) -> tuple[int, int]:
     objects = total = 0
     for prefix in want.prefixes or ("",):
         for obj in client.list_objects(bucket, prefix=prefix or None, recursive=True):
-            if not obj.is_dir:
+            if not obj.is_dir and obj.object_name not in skip:
                 objects += 1
                 total += int(obj.size or 0)
     return objects, total
@@ -394,6 +483,10 @@ def restore_minio(
                 f"({', '.join(d.name for d, _ in selected)}); pick one with --service"
             )
     client = store.client()
+    # Before the targets are inspected: a copy into place that was cut short
+    # is finished, so the target is judged by its complete new contents.
+    with _errors(store, "finish the restores that were interrupted"):
+        earlier = finish_interrupted(client)
     plans = []
     with _errors(store, "inspect the target buckets"):
         for dataset, want in selected:
@@ -406,31 +499,101 @@ def restore_minio(
             + (f" under {', '.join(p.want.prefixes)}" if p.want.prefixes else "")
             for p in refused
         )
+        changed = f"Only this: {'; '.join(earlier)}." if earlier else "Nothing was changed."
         raise RestoreRefused(
-            f"not restoring over existing data: {listing}. Nothing was changed. Restore into "
-            "another bucket with --into NAME, or replace the objects with --force."
+            f"not restoring over existing data: {listing}. {changed} Restore into another "
+            "bucket with --into NAME, or replace the objects with --force."
         )
-    settings: dict[str, Any] = json.loads((archive / BUCKETS_FILE).read_bytes())
+    settings = _read_settings(archive)
+    for _ in _read_index(archive):
+        pass  # every line is checked before the first bucket is touched
     notes: dict[str, list[str]] = {p.dataset.name: [] for p in plans}
-    with _errors(store, "prepare the target buckets"):
-        for plan in plans:
+    if earlier:
+        notes[plans[0].dataset.name].extend(earlier)
+    staged = _stage(store, client, archive, plans, notes, on_progress)
+    results = []
+    for plan, (staging, counted) in zip(plans, staged, strict=True):
+        results.append(_put_in_place(store, client, plan, staging, counted, settings, notes))
+    return RestoreReport(archive, "minio", tuple(results), time.monotonic() - started)
+
+
+def _stage(
+    store: S3Config,
+    client: Minio,
+    archive: Path,
+    plans: Sequence[_Plan],
+    notes: dict[str, list[str]],
+    on_progress: ProgressCallback | None,
+) -> list[tuple[StagingPlan, tuple[int, int]]]:
+    """Upload every selected object into staging buckets and count them there.
+
+    Returns each plan's staging bucket with the (objects, bytes) it holds.
+    """
+    staged = [StagingPlan(new_staging_name(), p.target, p.want.prefixes, "staging") for p in plans]
+    try:
+        with _errors(store, "create the staging buckets"):
+            for staging in staged:
+                client.make_bucket(staging.staging)
+                staging.write(client)
+        scratch = [
+            _Plan(p.dataset, p.want, s.staging, -1) for p, s in zip(plans, staged, strict=True)
+        ]
+        restored = _put_objects(store, client, archive, scratch, on_progress)
+        for plan in scratch:
+            _check(client, store, plan, restored[plan.dataset.name], [], skip=(PLAN_KEY,))
+    except InfraError as exc:
+        kept = ", ".join(p.target for p in plans)
+        try:
+            with _errors(store, "remove the staging buckets"):
+                for staging in staged:
+                    if client.bucket_exists(staging.staging):
+                        remove_staging(client, staging.staging)
+            left = "the partial staging copy was removed"
+        except InfraError as cleanup:
+            logger.warning("restore: could not remove the staging buckets: %s", cleanup)
+            left = (
+                f"the partial copy in {', '.join(s.staging for s in staged)} is removed by "
+                "the next `inv restore`"
+            )
+        exc.args = (f"{exc}. {kept} was not changed; {left}.", *exc.args[1:])
+        raise
+    for plan, staging in zip(plans, staged, strict=True):
+        notes[plan.dataset.name].append(f"staged and counted in {staging.staging} first")
+    return [(s, restored[p.dataset.name]) for p, s in zip(plans, staged, strict=True)]
+
+
+def _put_in_place(
+    store: S3Config,
+    client: Minio,
+    plan: _Plan,
+    staging: StagingPlan,
+    counted: tuple[int, int],
+    settings: dict[str, Any],
+    notes: dict[str, list[str]],
+) -> DatasetRestore:
+    note = notes[plan.dataset.name]
+    try:
+        with _errors(store, f"copy the staged objects into {plan.target}"):
             if plan.holds < 0:
                 client.make_bucket(plan.target)
-                notes[plan.dataset.name].append(f"created bucket {plan.target}")
-            elif plan.holds > 0:
-                removed = _empty(client, plan.target, plan.want)
-                logger.warning("restore: deleted %d objects from %s", removed, plan.target)
-                notes[plan.dataset.name].append(
-                    f"deleted {removed} existing object(s) from {plan.target} first"
-                )
+                note.append(f"created bucket {plan.target}")
             if not plan.want.prefixes and plan.want.bucket in settings:
                 _apply_settings(client, plan.want.bucket, plan.target, settings[plan.want.bucket])
-    restored = _put_objects(store, client, archive, plans, on_progress)
-    results = [
-        _check(client, store, plan, restored[plan.dataset.name], notes[plan.dataset.name])
-        for plan in plans
-    ]
-    return RestoreReport(archive, "minio", tuple(results), time.monotonic() - started)
+            copied, deleted = copy_into_place(client, staging)
+    except InfraError as exc:
+        exc.args = (
+            f"{exc}. {plan.target} may hold part of the new objects; the complete, checked copy "
+            f"is in {staging.staging}, and the next `inv restore --target minio` finishes "
+            "copying it into place",
+            *exc.args[1:],
+        )
+        raise
+    if deleted:
+        logger.warning("restore: deleted %d objects from %s", deleted, plan.target)
+        note.append(f"deleted {deleted} object(s) of {plan.target} that the archive does not hold")
+    if copied != counted[0]:
+        note.append(f"copied {copied} object(s) into place, {counted[0]} were staged")
+    return _check(client, store, plan, counted, note)
 
 
 def _check_bucket_name(name: str) -> None:
@@ -595,9 +758,11 @@ def _check(
     plan: _Plan,
     restored: tuple[int, int],
     notes: list[str],
+    *,
+    skip: Sequence[str] = (),
 ) -> DatasetRestore:
     with _errors(store, f"count the objects in {plan.target}"):
-        objects, total = _count(client, plan.target, plan.want)
+        objects, total = _count(client, plan.target, plan.want, skip)
     checks = (
         CountCheck("objects", restored[0], objects),
         CountCheck("bytes", restored[1], total),

@@ -12,8 +12,10 @@ server's, with the password in the child's environment only.
 compressed by ``pg_dump``; stored as is), ``pg_dumpall --globals-only`` as
 gzipped SQL for rebuilding a whole server by hand, and ``roles.json``, the
 same roles as data, which a restore reads to recreate missing roles without
-parsing SQL. Both keep the SCRAM verifiers (a restored role must be able to
-log in), so both are secrets: 0600 in a 0700 directory.
+running SQL from the archive (and never with privileged attributes: see
+:mod:`infra_lib.backup.postgres_roles`). Both keep the SCRAM verifiers (a
+restored role must be able to log in), so both are secrets: 0600 in a 0700
+directory.
 
 **Counts.** Every dump is taken in a snapshot exported by a
 ``REPEATABLE READ`` transaction (``pg_dump --snapshot``); exact
@@ -67,14 +69,23 @@ from infra_lib.backup.archive import (
     read_archive,
     verify_archive,
 )
+from infra_lib.backup.details import DATABASE_PRIVILEGES
 from infra_lib.backup.model import (
     CountCheck,
     DatasetRestore,
     ProgressCallback,
     RestoreReport,
 )
+from infra_lib.backup.postgres_roles import ROLES_FILE
+from infra_lib.backup.postgres_roles import ensure_roles as _ensure_roles
 from infra_lib.backup.streams import Command, Throttle, capture, drain, feed
-from infra_lib.errors import BackupError, ConfigError, RestoreRefused, ServiceUnavailable
+from infra_lib.errors import (
+    BackupError,
+    ConfigError,
+    InfraError,
+    RestoreRefused,
+    ServiceUnavailable,
+)
 from infra_lib.names import validate_pg_identifier
 from infra_lib.postgres.config import PostgresConfig
 
@@ -102,7 +113,6 @@ _R = TypeVar("_R")
 #: tools built with zstd, as the official images are.
 DEFAULT_COMPRESSION = "zstd:3"
 GLOBALS_FILE = "globals.sql.gz"
-ROLES_FILE = "roles.json"
 #: Marks temporary databases of a restore or drill, so a leftover is recognisable.
 TEMP_COMMENT = "infra-lib restore in progress; safe to drop if no restore runs"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -387,11 +397,46 @@ def _database_details(conn: psycopg.Connection[Any], name: str) -> dict[str, Any
     }
 
 
+#: Names of the temporary databases of restores and drills (LIKE patterns).
+_TEMP_PATTERNS = ("infra\\_restore\\_%", "infra\\_drill\\_%")
+_IS_TEMP = sql.SQL(
+    "((datname LIKE %(restore)s OR datname LIKE %(drill)s) "
+    "AND shobj_description(oid, 'pg_database') = %(comment)s)"
+)
+_TEMP_ARGS = {"restore": _TEMP_PATTERNS[0], "drill": _TEMP_PATTERNS[1], "comment": TEMP_COMMENT}
+
+
 def _list_databases(conn: psycopg.Connection[Any]) -> list[str]:
+    """Databases worth backing up: not templates, and not a restore's temporary copy."""
     rows = conn.execute(
-        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY 1"
+        sql.SQL(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn "
+            "AND NOT {} ORDER BY 1"
+        ).format(_IS_TEMP),
+        _TEMP_ARGS,
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def _drop_leftovers(admin: psycopg.Connection[Any]) -> list[str]:
+    """Drop the temporary databases of interrupted restores and drills; their names.
+
+    One with a session connected may belong to a restore still running and
+    is left alone.
+    """
+    rows = admin.execute(
+        sql.SQL(
+            "SELECT datname FROM pg_database d WHERE {} AND NOT EXISTS "
+            "(SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid) ORDER BY 1"
+        ).format(_IS_TEMP),
+        _TEMP_ARGS,
+    ).fetchall()
+    dropped = []
+    for (name,) in rows:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        logger.warning("restore: dropped %s, left behind by an interrupted restore", name)
+        dropped.append(str(name))
+    return dropped
 
 
 def _database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -679,6 +724,7 @@ def restore_postgres(
                 "beside it with --into NEW_NAME, or replace it with --force."
             )
         _check_client(source.tools, "pg_restore", server_major)
+        leftovers = _drop_leftovers(admin)
         created_roles: list[str] = []
         if not no_owner:
             created_roles = _ensure_roles(admin, archive, chosen)
@@ -693,7 +739,12 @@ def restore_postgres(
                 force=force,
                 no_owner=no_owner,
                 keep=True,
-                notes=[f"created role {r}" for r in created_roles] if plan is plans[0] else [],
+                notes=[
+                    *(f"created role {r}" for r in created_roles),
+                    *(f"dropped {d}, left behind by an interrupted restore" for d in leftovers),
+                ]
+                if plan is plans[0]
+                else [],
                 on_progress=on_progress,
             )
         )
@@ -771,97 +822,6 @@ def _user_data(source: PostgresSource, name: str) -> str:
     return " and ".join(parts)
 
 
-def _load_roles(archive: Path) -> dict[str, Any]:
-    path = archive / ROLES_FILE
-    try:
-        data: dict[str, Any] = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {"roles": [], "memberships": []}
-    return data
-
-
-def _ensure_roles(
-    admin: psycopg.Connection[Any], archive: Path, datasets: Sequence[DatasetEntry]
-) -> list[str]:
-    needed = sorted({r for d in datasets for r in d.details.get("roles", [])})
-    existing = {
-        str(r[0])
-        for r in admin.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [needed])
-    }
-    missing = [r for r in needed if r not in existing]
-    if not missing:
-        return []
-    saved = _load_roles(archive)
-    by_name = {role["name"]: role for role in saved["roles"]}
-    unknown = [r for r in missing if r not in by_name]
-    if unknown:
-        raise BackupError(
-            f"the data needs role(s) {', '.join(unknown)}, which neither exist on the server "
-            f"nor are recorded in {archive / ROLES_FILE}. Create them first. Nothing was changed."
-        )
-    created = []
-    for name in missing:
-        role = by_name[name]
-        if _create_role(admin, role):
-            created.append(name)
-    for grant in saved["memberships"]:
-        if grant["member"] in created:
-            statement = sql.SQL("GRANT {} TO {}{}").format(
-                sql.Identifier(grant["role"]),
-                sql.Identifier(grant["member"]),
-                sql.SQL(" WITH ADMIN OPTION" if grant["admin"] else ""),
-            )
-            try:
-                admin.execute(statement)
-            except psycopg.errors.UndefinedObject:
-                logger.warning(
-                    "restore: role %s no longer exists; not granting it to %s",
-                    grant["role"],
-                    grant["member"],
-                )
-    return created
-
-
-def _create_role(admin: psycopg.Connection[Any], role: dict[str, Any]) -> bool:
-    flags = [
-        ("SUPERUSER", role["superuser"]),
-        ("INHERIT", role["inherit"]),
-        ("CREATEROLE", role["createrole"]),
-        ("CREATEDB", role["createdb"]),
-        ("LOGIN", role["login"]),
-        ("REPLICATION", role["replication"]),
-        ("BYPASSRLS", role["bypassrls"]),
-    ]
-    parts: list[sql.Composable] = [sql.SQL(word if on else f"NO{word}") for word, on in flags]
-    parts.append(sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(int(role["connection_limit"]))))
-    if role.get("password"):
-        # A SCRAM verifier is accepted as is: the password itself never existed here.
-        parts.append(sql.SQL("PASSWORD {}").format(sql.Literal(role["password"])))
-    if role.get("valid_until"):
-        parts.append(sql.SQL("VALID UNTIL {}").format(sql.Literal(role["valid_until"])))
-    statement = sql.SQL("CREATE ROLE {} WITH {}").format(
-        sql.Identifier(role["name"]), sql.SQL(" ").join(parts)
-    )
-    try:
-        admin.execute(statement)
-    except psycopg.errors.DuplicateObject:
-        return False
-    except psycopg.Error as exc:
-        raise BackupError(
-            f"cannot recreate role {role['name']}: {exc.diag.message_primary or exc}"
-        ) from exc
-    if role.get("comment"):
-        admin.execute(
-            sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                sql.Identifier(role["name"]), sql.Literal(role["comment"])
-            )
-        )
-    if role["login"] and not role.get("password"):
-        logger.warning("restore: role %s was recreated without a password", role["name"])
-    logger.info("restore: created role %s", role["name"])
-    return True
-
-
 def _restore_one(
     source: PostgresSource,
     archive: Path,
@@ -895,24 +855,21 @@ def _restore_one(
             actual = _count_contents(conn)
         checks = _compare(dataset, actual)
         _require_match(dataset.name, checks)
-        if not keep:
-            return DatasetRestore(
-                dataset.name, plan.target, False, tuple(checks), (), dump.stat().st_size
-            )
-        with source.connect(maintenance) as admin:
-            replaced = _swap_into_place(source, admin, temp, plan, force=force)
-    except BaseException:
+        replaced = False
+        if keep:
+            with source.connect(maintenance) as admin:
+                replaced = _swap_into_place(source, admin, temp, plan, force=force)
+    except BaseException as exc:
+        _drop_after_failure(source, maintenance, temp, exc)
+        raise
+    if not keep:
         with source.connect(maintenance) as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(temp))
             )
-        raise
-    finally:
-        if not keep:
-            with source.connect(maintenance) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(temp))
-                )
+        return DatasetRestore(
+            dataset.name, plan.target, False, tuple(checks), (), dump.stat().st_size
+        )
     out_notes = list(notes)
     if replaced:
         out_notes.append(
@@ -921,6 +878,25 @@ def _restore_one(
     return DatasetRestore(
         dataset.name, plan.target, replaced, tuple(checks), tuple(out_notes), dump.stat().st_size
     )
+
+
+def _drop_after_failure(
+    source: PostgresSource, maintenance: str | None, temp: str, exc: BaseException
+) -> None:
+    """Drop the partial copy ``temp`` without hiding the error that stopped the restore."""
+    try:
+        with source.connect(maintenance) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(temp))
+            )
+    except (psycopg.Error, InfraError) as cleanup:
+        logger.warning("restore: could not drop the partial copy %s: %s", temp, cleanup)
+        if isinstance(exc, InfraError):
+            exc.args = (
+                f"{exc}. The partial copy {temp} could not be dropped ({cleanup}); it is "
+                "never backed up, and the next `inv restore` drops it",
+                *exc.args[1:],
+            )
 
 
 def _create_database(
@@ -960,6 +936,14 @@ def _create_database(
     if acl is not None:
         admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
         for grant in acl:
+            # The manifest was checked when read; the keyword still comes from
+            # the allow-list, never from the archive's text.
+            keyword = DATABASE_PRIVILEGES.get(grant["privilege"])
+            if keyword is None:
+                raise BackupError(
+                    f"database {name}: details.acl privilege {grant['privilege']!r} is not one "
+                    f"of {', '.join(DATABASE_PRIVILEGES)}"
+                )
             grantee = (
                 sql.SQL("PUBLIC")
                 if grant["grantee"] == "PUBLIC"
@@ -967,10 +951,10 @@ def _create_database(
             )
             admin.execute(
                 sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-                    sql.SQL(grant["privilege"]),
+                    sql.SQL(keyword),
                     ident,
                     grantee,
-                    sql.SQL(" WITH GRANT OPTION" if grant["grantable"] else ""),
+                    sql.SQL(" WITH GRANT OPTION" if grant["grantable"] is True else ""),
                 )
             )
 

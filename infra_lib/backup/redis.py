@@ -35,6 +35,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import secrets
 import struct
 import time
 import zlib
@@ -60,6 +61,7 @@ from infra_lib.errors import (
     BackupCorrupt,
     BackupError,
     ConfigError,
+    InfraError,
     RestoreRefused,
     ServiceUnavailable,
 )
@@ -67,7 +69,15 @@ from infra_lib.errors import (
 if TYPE_CHECKING:
     from infra_lib.redis.config import RedisConfig
 
-__all__ = ["backup_redis", "dataset_name", "drill_redis", "find_scratch_db", "restore_redis"]
+__all__ = [
+    "SCRATCH_MARKER",
+    "backup_redis",
+    "clean_scratch_dbs",
+    "dataset_name",
+    "drill_redis",
+    "find_scratch_db",
+    "restore_redis",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +148,11 @@ def backup_redis(
         info: dict[str, Any] = client.info("server")
         keyspace: dict[str, Any] = client.info("keyspace")
     if dbs is None:
-        wanted = sorted(int(name[2:]) for name in keyspace if name.startswith("db"))
+        wanted = [
+            db
+            for db in sorted(int(name[2:]) for name in keyspace if name.startswith("db"))
+            if not _is_scratch(config, db)
+        ]
     else:
         wanted = sorted(set(dbs))
     with ArchiveWriter(dest, "redis") as writer:
@@ -154,6 +168,15 @@ def backup_redis(
                 "expiry": "absolute, restored with RESTORE ABSTTL",
             },
         )
+
+
+def _is_scratch(config: RedisConfig, db: int) -> bool:
+    """Whether ``db`` is a restore's scratch DB (left out of backups: not data)."""
+    with config.client(db) as client, _errors(config, f"inspect DB {db}"):
+        if client.exists(SCRATCH_MARKER):
+            logger.info("backup: leaving out redis DB %d, a restore's scratch DB", db)
+            return True
+    return False
 
 
 def _dump_db(
@@ -257,9 +280,18 @@ def restore_redis(
     """Restore ``dbs`` (every DB in the archive by default) from ``archive``.
 
     The archive is verified first. A target DB holding keys is refused with
-    :class:`RestoreRefused` unless ``force``, which empties that DB (and
-    only that one) with ``FLUSHDB`` first. ``into`` restores the single
-    selected DB into another DB number.
+    :class:`RestoreRefused` unless ``force``, which replaces that DB's keys
+    (and only that DB's). ``into`` restores the single selected DB into
+    another DB number.
+
+    Each DB is restored into a scratch DB first (claimed in the DB registry
+    so no service is handed it, and marked with :data:`SCRATCH_MARKER`),
+    its key count checked, and only then exchanged with the target by one
+    ``SWAPDB`` (atomic; Redis 4.0 or newer); the old keys, now in the
+    scratch DB, are flushed. An interrupted restore leaves the target as it
+    was, and the next restore removes the leftover scratch DB. The server
+    needs memory for both copies of the DB at once: under ``allkeys-lru``
+    keys evicted meanwhile fail the count check, and the target is kept.
     """
     started = time.monotonic()
     verify_archive(archive, on_progress=on_progress)
@@ -287,9 +319,7 @@ def restore_redis(
             f"not restoring over existing data: {listing}. Nothing was changed. Restore into "
             "another DB with --into N, or replace the keys with --force."
         )
-    results = [
-        _restore_db(config, archive, plan, flush=force, on_progress=on_progress) for plan in plans
-    ]
+    results = _restore_swapped(config, archive, plans, force=force, on_progress=on_progress)
     return RestoreReport(archive, "redis", tuple(results), time.monotonic() - started)
 
 
@@ -315,6 +345,7 @@ def _restore_db(
     *,
     flush: bool,
     on_progress: ProgressCallback | None,
+    marker: bool = False,
 ) -> DatasetRestore:
     dataset = plan.dataset
     path = archive / dataset.files[0]
@@ -352,7 +383,7 @@ def _restore_db(
             progress.add(raw.tell() - progress.done)
         progress.finish()
         after_ms = _server_ms(client)
-        actual = int(client.dbsize())
+        actual = int(client.dbsize()) - (1 if marker and client.exists(SCRATCH_MARKER) else 0)
     may_have_expired = sum(1 for e in expiries if e <= after_ms)
     if expired:
         notes.append(f"{expired} key(s) had expired since the backup and were not restored")
@@ -377,6 +408,219 @@ def _restore_db(
         tuple(notes),
         path.stat().st_size,
     )
+
+
+# -- restore through a scratch DB --------------------------------------------
+
+#: Key set in a scratch DB while a restore uses it; its value says by whom.
+SCRATCH_MARKER = b"infra:restore-scratch"
+#: Registry entries that reserve a scratch DB; the suffix tells runs apart.
+SCRATCH_CLAIM_PREFIX = "infra-restore-scratch-"
+
+
+def _restore_swapped(
+    config: RedisConfig,
+    archive: Path,
+    plans: Sequence[_Plan],
+    *,
+    force: bool,
+    on_progress: ProgressCallback | None,
+) -> list[DatasetRestore]:
+    from infra_lib.redis.allocator import RedisDbAllocator
+
+    with RedisDbAllocator(config) as allocator:
+        cleaned = clean_scratch_dbs(config, allocator)
+        registry_db = allocator.registry_db
+        # The registry DB goes last: swapping it in replaces the hash that
+        # holds this run's claim on the scratch DB.
+        ordered = sorted(plans, key=lambda p: p.target == registry_db)
+        claim, scratch = _claim_scratch(config, allocator, avoid=[p.target for p in plans])
+        results: dict[int, DatasetRestore] = {}
+        try:
+            for plan in ordered:
+                results[plan.target] = _restore_via(
+                    config, archive, plan, scratch, force, on_progress
+                )
+        except InfraError as exc:
+            done = ", ".join(f"DB {db}" for db in results) or "no DB"
+            _restate(exc, f"{done} of this archive was restored before that")
+            _release_scratch(config, allocator, claim, scratch, failing=True)
+            raise
+        _release_scratch(config, allocator, claim, scratch, failing=False)
+    out = [results[p.target] for p in plans]
+    if cleaned:
+        out[0] = _with_note(out[0], f"emptied leftover scratch DB(s) {cleaned} of an earlier run")
+    return out
+
+
+def _restate(exc: InfraError, more: str) -> None:
+    """Add what state the restore left to ``exc``'s message, keeping its type."""
+    exc.args = (f"{exc}. {more}.", *exc.args[1:])
+
+
+def _release_scratch(
+    config: RedisConfig, allocator: Any, claim: str, scratch: int, *, failing: bool
+) -> None:
+    try:
+        with _errors(config, f"empty scratch DB {scratch}"):
+            with config.client(scratch) as client:
+                client.flushdb()
+            allocator.release(claim)
+    except InfraError as exc:
+        if not failing:
+            raise
+        # The restore's own error is the one to report; the next run cleans up.
+        logger.warning("restore: could not empty scratch redis DB %d: %s", scratch, exc)
+
+
+def _with_note(result: DatasetRestore, note: str) -> DatasetRestore:
+    return DatasetRestore(
+        result.dataset,
+        result.into,
+        result.replaced,
+        result.checks,
+        (*result.notes, note),
+        result.bytes_read,
+    )
+
+
+def _claim_scratch(config: RedisConfig, allocator: Any, *, avoid: Sequence[int]) -> tuple[str, int]:
+    """Reserve an empty DB no service holds, in the registry, and mark it."""
+    from infra_lib.errors import AllocationConflict
+
+    claim = f"{SCRATCH_CLAIM_PREFIX}{secrets.token_hex(4)}"
+    tried: list[int] = [*avoid]
+    for _ in range(8):
+        db = find_scratch_db(config, avoid=tried)
+        tried.append(db)
+        try:
+            with _errors(config, f"reserve scratch DB {db}"):
+                allocator.allocate(claim, db=db)
+        except AllocationConflict:
+            continue  # a service took it meanwhile
+        with config.client(db) as client, _errors(config, f"mark scratch DB {db}"):
+            # SETNX: a DB that received keys since it was found empty is not taken.
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            if client.dbsize() == 0 and client.set(SCRATCH_MARKER, f"{claim} {stamp}", nx=True):
+                logger.info("restore: using redis DB %d as scratch (%s)", db, claim)
+                return claim, db
+            allocator.release(claim)
+    raise BackupError(
+        f"Redis at {config.address}: no empty DB could be reserved as scratch for the restore; "
+        "nothing was changed"
+    )
+
+
+def clean_scratch_dbs(config: RedisConfig, allocator: Any = None) -> list[int]:
+    """Empty the scratch DBs an interrupted restore left behind; their numbers.
+
+    A leftover is a DB holding :data:`SCRATCH_MARKER` (partial new keys, or
+    the old keys after the swap), and its registry claim is released. If
+    another restore is running meanwhile, its count check or its watched
+    ``SWAPDB`` fails and its target stays as it was.
+    """
+    from infra_lib.redis.allocator import RedisDbAllocator
+
+    registry = allocator if allocator is not None else RedisDbAllocator(config)
+    try:
+        cleaned = []
+        with _errors(config, "look for leftover scratch DBs"):
+            claims = {
+                name: db
+                for name, db in registry.list().items()
+                if name.startswith(SCRATCH_CLAIM_PREFIX)
+            }
+            for db in range(registry.databases):
+                if db == registry.registry_db:
+                    continue
+                with config.client(db) as client:
+                    if client.exists(SCRATCH_MARKER):
+                        client.flushdb()
+                        cleaned.append(db)
+                        logger.warning("restore: emptied leftover scratch redis DB %d", db)
+            for name, db in claims.items():
+                with config.client(db) as client:
+                    if db in cleaned or not client.dbsize():
+                        registry.release(name)
+        return cleaned
+    finally:
+        if allocator is None:
+            registry.close()
+
+
+def _restore_via(
+    config: RedisConfig,
+    archive: Path,
+    plan: _Plan,
+    scratch: int,
+    force: bool,
+    on_progress: ProgressCallback | None,
+) -> DatasetRestore:
+    try:
+        restored = _restore_db(
+            config,
+            archive,
+            _Plan(plan.dataset, scratch, 0),
+            flush=False,
+            on_progress=on_progress,
+            marker=True,
+        )
+        old = _swap(config, plan, scratch, force=force)
+    except ServiceUnavailable as exc:
+        _restate(
+            exc,
+            f"DB {plan.target} was not changed; the partial copy is in scratch DB {scratch} "
+            f"(marked {SCRATCH_MARKER.decode()}), which the next `inv restore` empties",
+        )
+        raise
+    except InfraError as exc:
+        _restate(exc, f"DB {plan.target} was not changed; the partial copy is removed")
+        raise
+    notes = list(restored.notes)
+    if old:
+        notes.append(f"replaced the {old} key(s) DB {plan.target} held (SWAPDB, then flushed)")
+        logger.warning("restore: replaced the %d keys of redis DB %d", old, plan.target)
+    return DatasetRestore(
+        restored.dataset,
+        f"db{plan.target}",
+        bool(old),
+        restored.checks,
+        tuple(notes),
+        restored.bytes_read,
+    )
+
+
+def _swap(config: RedisConfig, plan: _Plan, scratch: int, *, force: bool) -> int:
+    """Exchange the checked scratch DB with the target; how many keys the target held."""
+    gone = f"scratch DB {scratch} was emptied by another run mid-restore"
+    with (
+        config.client(scratch) as client,
+        _errors(config, f"swap DB {scratch} into DB {plan.target}"),
+    ):
+        with client.pipeline(transaction=True) as pipe:
+            # FLUSHDB by another run's cleanup touches the watched key: EXEC aborts.
+            pipe.watch(SCRATCH_MARKER)
+            if not pipe.exists(SCRATCH_MARKER):
+                raise BackupError(gone)
+            with config.client(plan.target) as target:
+                holds = int(target.dbsize())
+            if holds and not force:
+                raise RestoreRefused(
+                    f"DB {plan.target} received {holds} key(s) while the restore ran; not "
+                    "replacing them. Use --force to replace them"
+                )
+            pipe.multi()
+            pipe.delete(SCRATCH_MARKER)
+            pipe.swapdb(plan.target, scratch)
+            # The connection still selects the scratch number, now holding the old keys.
+            pipe.set(SCRATCH_MARKER, b"old keys of a finished restore")
+            try:
+                pipe.execute()
+            except redis.exceptions.WatchError as exc:
+                raise BackupError(gone) from exc
+        client.flushdb()
+        client.set(SCRATCH_MARKER, b"reserved by a running restore")
+    return holds
 
 
 def _send(pipe: Any, keys: list[bytes], db: int) -> int:
@@ -407,8 +651,9 @@ def find_scratch_db(config: RedisConfig, *, avoid: Sequence[int] = ()) -> int:
             if client.dbsize() == 0:
                 return db
     raise BackupError(
-        f"Redis at {config.address} has no empty DB that no service holds; a restore drill "
-        "needs one. Pass one explicitly."
+        f"Redis at {config.address} has no empty DB that no service holds; a restore (or "
+        "a drill) needs one as scratch space. Nothing was changed. Raise REDIS_DATABASES, "
+        "or pass a scratch DB to the drill explicitly."
     )
 
 

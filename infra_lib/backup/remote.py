@@ -17,9 +17,35 @@ every sha256 before anything is changed.
 With a passphrase each data file is encrypted as it is uploaded (see
 :mod:`infra_lib.backup.crypto`) and decrypted as it is downloaded. The
 manifest stays readable, so archives can be listed without the passphrase;
-it gains an ``encryption`` block with the public key-derivation parameters,
-while its sizes and sha256 stay those of the plaintext, which the local
-restore path checks after decryption as for any archive.
+it gains an ``encryption`` block with the public key-derivation parameters
+and, last, a MAC under a key derived from the passphrase, while its sizes
+and sha256 stay those of the plaintext, which the local restore path checks
+after decryption as for any archive.
+
+**Threat model.** Whoever can write to the bucket (or to a local backup
+directory) can change an archive, so everything read back is untrusted
+until checked:
+
+- *Encrypted remote archives* are authenticated end to end. Before anything
+  in the manifest is used, its MAC is checked over its exact bytes and the
+  archive's name; every data file is AES-GCM with its name and chunk
+  positions bound in. Without the passphrase nobody can change a byte, add
+  or drop a file, or rename the archive unnoticed, and a manifest that
+  drops its encryption (a downgrade) is refused when a passphrase is given,
+  and whenever the stored files are encrypted. What remains possible is
+  deleting archives, or putting back an older authentic archive (a
+  rollback): the restore then restores that older data, with its name and
+  date.
+- *Unencrypted archives* (every local one, and remote ones made without
+  ``--encrypt``) have no secret, so their manifests are validated but not
+  authenticated. Every field is parsed against a schema before a server
+  sees it (names quoted, privileges and role attributes from an
+  allow-list, DB numbers in range, valid bucket names, file names inside
+  the archive), so a malformed or hand-edited manifest cannot turn into
+  SQL or a privileged role. But whoever can rewrite an unencrypted archive
+  can also rewrite its dump, which ``pg_restore`` runs as the admin role:
+  such an archive is exactly as trustworthy as the place it is kept.
+  Encrypt what leaves the machine.
 """
 
 from __future__ import annotations
@@ -45,14 +71,20 @@ from infra_lib.backup.archive import (
     ArchiveInfo,
     ArchiveManifest,
     ensure_private_dir,
+    parse_json,
+    parse_manifest,
 )
 from infra_lib.backup.crypto import (
+    MAC_MEMBER,
+    MAGIC,
     ArchiveKey,
     EncryptingReader,
     EncryptionInfo,
     Passphrase,
     decrypt_stream,
     encrypted_size,
+    open_manifest,
+    seal_manifest,
 )
 from infra_lib.backup.model import ProgressCallback, Target
 from infra_lib.backup.streams import Throttle
@@ -61,6 +93,7 @@ from infra_lib.errors import (
     BackupError,
     ConfigError,
     InfraError,
+    RestoreRefused,
     ServiceUnavailable,
 )
 from infra_lib.storage.keys import check_bucket_name, check_segment
@@ -314,7 +347,9 @@ def upload_archive(
                 manifest_size = (archive.path / MANIFEST_NAME).stat().st_size
                 uploaded.append(_put(store, client, archive, MANIFEST_NAME))
             else:
-                body = _manifest_with(archive.path / MANIFEST_NAME, key.info)
+                body = seal_manifest(
+                    key, archive.name, _manifest_with(archive.path / MANIFEST_NAME, key.info)
+                )
                 manifest_size = len(body)
                 uploaded.append(_put_bytes(store, client, archive, MANIFEST_NAME, body))
             _check_size(store, client, archive.name, MANIFEST_NAME, manifest_size)
@@ -379,10 +414,10 @@ def _put_bytes(
 
 
 def _manifest_with(path: Path, info: EncryptionInfo) -> bytes:
-    """The local manifest with the ``encryption`` block added, as the bucket gets it."""
+    """The local manifest with the ``encryption`` block added, ready to be sealed."""
     data: dict[str, Any] = json.loads(path.read_bytes())
     data[_ENCRYPTION] = info.model_dump(mode="json")
-    return json.dumps(data, indent=2).encode() + b"\n"
+    return json.dumps(data, indent=2).encode()
 
 
 def _check_size(store: RemoteStore, client: Minio, archive: str, name: str, size: int) -> None:
@@ -449,10 +484,11 @@ def list_remote(store: RemoteStore, target: Target | None = None) -> list[Remote
         match = _ARCHIVE_NAME.fullmatch(name)
         if match is None or (target is not None and match["target"] != target):
             continue
-        read = _read_manifest(store, client, name)
-        if read is None:
+        try:
+            manifest, encryption = _read_manifest(store, client, name)
+        except BackupCorrupt as exc:
+            logger.warning("backup: skipping %s/%s: %s", store.location, name, exc)
             continue
-        manifest, encryption = read
         if manifest.target != match["target"]:
             logger.warning(
                 "backup: skipping %s/%s: its manifest is for %s",
@@ -466,41 +502,77 @@ def list_remote(store: RemoteStore, target: Target | None = None) -> list[Remote
     return found
 
 
-def _read_manifest(
-    store: RemoteStore, client: Minio, name: str
-) -> tuple[ArchiveManifest, EncryptionInfo | None] | None:
+def _get_manifest(store: RemoteStore, client: Minio, name: str) -> bytes:
     key = store.location.key(name, MANIFEST_NAME)
     with _errors(store, f"read {key}"):
         response = client.get_object(store.location.bucket, key)
         try:
-            raw = response.read()
+            return bytes(response.read())
         finally:
             response.close()
             response.release_conn()
+
+
+@dataclass(frozen=True, slots=True)
+class _Remote:
+    """A remote manifest taken apart: its local part, encryption block, whether it has a MAC."""
+
+    data: dict[str, Any]
+    encryption: EncryptionInfo | None
+    sealed: bool
+
+
+def _split_manifest(raw: bytes, where: str) -> _Remote:
     try:
-        data, block = _split_manifest(raw)
-        encryption = EncryptionInfo.model_validate(block) if block is not None else None
-        return ArchiveManifest.model_validate(data), encryption
-    except (ValidationError, ValueError, TypeError) as exc:
-        logger.warning(
-            "backup: skipping %s/%s: invalid %s: %s", store.location, name, MANIFEST_NAME, exc
-        )
-        return None
-
-
-def _split_manifest(raw: bytes) -> tuple[dict[str, Any], Any]:
-    """A remote manifest as (the local manifest's fields, its ``encryption`` block or None)."""
-    data = json.loads(raw)
+        data = parse_json(raw)
+    except ValueError as exc:
+        raise BackupCorrupt(f"{where} is not valid JSON: {exc}", path=where) from exc
     if not isinstance(data, dict):
-        raise TypeError(f"{MANIFEST_NAME} is not a JSON object")
-    return data, data.pop(_ENCRYPTION, None)
+        raise BackupCorrupt(f"{where} is not a JSON object", path=where)
+    block = data.pop(_ENCRYPTION, None)
+    sealed = data.pop(MAC_MEMBER, None) is not None
+    try:
+        encryption = EncryptionInfo.model_validate(block) if block is not None else None
+    except ValidationError as exc:
+        raise BackupCorrupt(
+            f"{where} has an invalid {_ENCRYPTION} block: {exc}", path=where
+        ) from exc
+    return _Remote(data, encryption, sealed)
+
+
+def _read_manifest(
+    store: RemoteStore, client: Minio, name: str
+) -> tuple[ArchiveManifest, EncryptionInfo | None]:
+    """What listing needs; checked against the schema but not authenticated (no passphrase)."""
+    where = f"{store.location.url}/{name}/{MANIFEST_NAME}"
+    remote = _split_manifest(_get_manifest(store, client, name), where)
+    return parse_manifest(remote.data, where=where), remote.encryption
 
 
 def find_remote(store: RemoteStore, name: str) -> RemoteArchive:
-    """The complete archive ``name``; BackupError when it is absent or incomplete."""
-    for archive in list_remote(store):
-        if archive.name == name:
-            return archive
+    """The complete archive ``name``; BackupError when it is absent, incomplete or invalid."""
+    match = _ARCHIVE_NAME.fullmatch(name)
+    client = store.config.client()
+    with _errors(store, f"look for {name}"):
+        present = (
+            match is not None
+            and client.bucket_exists(store.location.bucket)
+            and any(
+                obj.object_name == store.location.key(name, MANIFEST_NAME)
+                for obj in client.list_objects(
+                    store.location.bucket, prefix=store.location.key(name, MANIFEST_NAME)
+                )
+            )
+        )
+    if match is not None and present:
+        # Read it here rather than through the listing, which skips an invalid
+        # manifest: asked for by name, the reason it is unusable is the answer.
+        manifest, encryption = _read_manifest(store, client, name)
+        if manifest.target != match["target"]:
+            raise BackupCorrupt(
+                f"{store.location}/{name} holds a {manifest.target} manifest", path=name
+            )
+        return RemoteArchive(store.location, name, manifest, encryption)
     raise BackupError(
         f"{store.location}/{name} is not a complete archive (no such archive, or its upload "
         f"did not finish: no {MANIFEST_NAME}); list them with `inv backups --dir {store.location}`"
@@ -547,50 +619,119 @@ def download_archive(
 ) -> Path:
     """Copy ``archive`` into ``into/<name>/`` (0700, files 0600) and return that path.
 
-    Only ``manifest.json`` and the files it lists are fetched; nothing is
-    checked here, because the restore that follows verifies every sha256.
-    An encrypted archive needs ``passphrase``: its files are decrypted as
-    they stream in, and a chunk that does not authenticate (wrong
-    passphrase, altered bytes) raises :class:`BackupCorrupt`; whatever was
-    written is then left for the caller to remove with ``into``.
+    The manifest is fetched first and checked before anything in it is
+    used: an encrypted archive's MAC must authenticate under ``passphrase``
+    (:class:`BackupCorrupt` when it is missing or wrong), and the manifest
+    must still be the one that was listed. With ``passphrase`` an archive
+    that says it is not encrypted is refused (:class:`RestoreRefused`): an
+    attacker's easiest forgery is to strip the encryption. Each stored
+    file must then have the size the manifest implies and, unencrypted,
+    must not be an encrypted file. Only ``manifest.json`` and the files it
+    lists are fetched; their sha256 are checked by the restore that follows.
+    Encrypted files are decrypted as they stream in, and a chunk that does
+    not authenticate raises :class:`BackupCorrupt`; whatever was written is
+    then left for the caller to remove with ``into``.
     """
+    client = store.config.client()
+    where = f"{archive.url}/{MANIFEST_NAME}"
+    raw = _get_manifest(store, client, archive.name)
+    remote = _split_manifest(raw, where)
     key: ArchiveKey | None = None
-    if archive.encryption is not None:
+    if remote.encryption is not None:
         if passphrase is None:
             raise ConfigError(
                 f"{archive.url} is encrypted; set BACKUP_PASSPHRASE to the passphrase it was "
                 "made with"
             )
-        key = ArchiveKey.derive(passphrase, archive.encryption)
-    client = store.config.client()
+        key = ArchiveKey.derive(passphrase, remote.encryption)
+        open_manifest(key, archive.name, raw, where=where)
+    elif remote.sealed:
+        raise BackupCorrupt(
+            f"{where} carries a {MAC_MEMBER} but no {_ENCRYPTION} block: the block was removed "
+            "from an encrypted archive's manifest. Nothing was restored.",
+            path=where,
+        )
+    elif passphrase is not None:
+        raise RestoreRefused(
+            f"{archive.url} says it is not encrypted, but BACKUP_PASSPHRASE is set: an "
+            "encrypted archive whose manifest was stripped of its encryption looks exactly "
+            "like this. Nothing was restored. If you made it without --encrypt and trust the "
+            "bucket, unset BACKUP_PASSPHRASE for this restore."
+        )
+    manifest = parse_manifest(remote.data, where=where)
+    if manifest != archive.manifest or remote.encryption != archive.encryption:
+        raise BackupError(
+            f"{where} changed since it was listed; nothing was restored. Run the restore again."
+        )
+    _check_stored_sizes(store, client, archive.name, manifest, key)
     path = into / archive.name
     ensure_private_dir(path)
     progress = Throttle(on_progress, f"download {archive.name}", archive.size)
-    for name in [*(f.name for f in archive.manifest.files), MANIFEST_NAME]:
+    for name in (f.name for f in manifest.files):
         object_key = store.location.key(archive.name, name)
         with _errors(store, f"download {object_key}"):
             response = client.get_object(store.location.bucket, object_key)
             try:
-                fd = os.open(
-                    path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
-                )
-                with os.fdopen(fd, "wb") as handle:
-                    if name == MANIFEST_NAME:
-                        raw = b"".join(response.stream(_CHUNK))
-                        # The restore path reads the local format, which has no such block.
-                        handle.write(raw if key is None else _local_manifest(raw))
-                    elif key is None:
-                        for chunk in response.stream(_CHUNK):
-                            handle.write(chunk)
-                            progress.add(len(chunk))
+                with _create_private(path / name) as handle:
+                    if key is None:
+                        _copy_plain(archive, name, response.stream(_CHUNK), handle, progress)
                     else:
                         _decrypt_into(archive, name, key, response.stream(_CHUNK), handle)
                         progress.add(handle.tell())
             finally:
                 response.close()
                 response.release_conn()
+    with _create_private(path / MANIFEST_NAME) as handle:
+        # The restore path reads the local format, which has neither block.
+        handle.write(raw if key is None else json.dumps(remote.data, indent=2).encode() + b"\n")
     progress.finish()
     return path
+
+
+def _create_private(path: Path) -> BinaryIO:
+    # O_EXCL: never follows a link or reuses a file someone put there first.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _check_stored_sizes(
+    store: RemoteStore,
+    client: Minio,
+    archive: str,
+    manifest: ArchiveManifest,
+    key: ArchiveKey | None,
+) -> None:
+    """Every listed file is stored with the size its manifest implies, before any download."""
+    for entry in manifest.files:
+        want = entry.size if key is None else encrypted_size(entry.size, key.info.chunk_size)
+        object_key = store.location.key(archive, entry.name)
+        with _errors(store, f"check {object_key}"):
+            stored = client.stat_object(store.location.bucket, object_key).size
+        if stored != want:
+            hint = "" if key is not None else " (an encrypted file, though the manifest says not?)"
+            raise BackupCorrupt(
+                f"{store.location.url}/{archive}/{entry.name} holds {stored} bytes, but its "
+                f"manifest implies {want}{hint}; the archive was altered. Nothing was restored.",
+                path=archive,
+            )
+
+
+def _copy_plain(
+    archive: RemoteArchive, name: str, chunks: Iterator[bytes], out: BinaryIO, progress: Throttle
+) -> None:
+    head = b""
+    for chunk in chunks:
+        if len(head) < len(MAGIC):
+            head += chunk[: len(MAGIC) - len(head)]
+            if head.startswith(MAGIC):
+                raise BackupCorrupt(
+                    f"{archive.url}/{name} is an encrypted file, but the manifest says the "
+                    "archive is not encrypted: its encryption was stripped from the manifest. "
+                    "Nothing was restored.",
+                    path=archive.url,
+                )
+        out.write(chunk)
+        progress.add(len(chunk))
 
 
 def _decrypt_into(
@@ -602,14 +743,6 @@ def _decrypt_into(
         raise BackupCorrupt(
             f"{archive.url}: {exc}; nothing was restored", path=archive.url
         ) from exc
-
-
-def _local_manifest(raw: bytes) -> bytes:
-    try:
-        data, _ = _split_manifest(raw)
-    except (ValueError, TypeError) as exc:
-        raise BackupError(f"{MANIFEST_NAME} changed since it was listed: {exc}") from exc
-    return json.dumps(data, indent=2).encode() + b"\n"
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 - :class:`RedisConfig` (``config.py``): host, credentials, TLS; builds URLs and clients.
 - :class:`RedisDbAllocator` (``allocator.py``): atomic, stable DB numbers per service.
 - :func:`ensure_acl_user` (``acl.py``): an idempotent ACL user per service.
+- :func:`validate_key_prefix` (``keys.py``): the key prefix that confines a service.
 
 Names are loaded on first use: ``from infra_lib.redis import RedisConfig``
 does not import redis-py, so a service that only needs a URL does not pay
@@ -26,17 +27,23 @@ _EXPORTS: dict[str, str] = {
     "Change": "infra_lib.redis.acl",
     "delete_acl_user": "infra_lib.redis.acl",
     "ensure_acl_user": "infra_lib.redis.acl",
+    "RESERVED_PREFIX": "infra_lib.redis.keys",
+    "default_key_prefix": "infra_lib.redis.keys",
+    "validate_key_prefix": "infra_lib.redis.keys",
 }
 
 __all__ = [
     "DEFAULT_REGISTRY_KEY",
     "DEFAULT_SERVICE_COMMANDS",
+    "RESERVED_PREFIX",
     "Allocation",
     "Change",
     "RedisConfig",
     "RedisDbAllocator",
+    "default_key_prefix",
     "delete_acl_user",
     "ensure_acl_user",
+    "validate_key_prefix",
     "validate_service_name",
 ]
 
@@ -54,6 +61,7 @@ if TYPE_CHECKING:
         validate_service_name,
     )
     from infra_lib.redis.config import RedisConfig
+    from infra_lib.redis.keys import RESERVED_PREFIX, default_key_prefix, validate_key_prefix
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -1,18 +1,21 @@
 """One Redis ACL user per service (Redis 7+), created or corrected idempotently.
 
 Redis ACLs cannot tie a user to a DB number: any user allowed ``SELECT``
-reaches every DB, and ``MOVE`` / ``COPY ... DB`` write into others. The DB
-number a service gets from
-:class:`~infra_lib.redis.allocator.RedisDbAllocator` therefore separates
-services by convention only. What an ACL user adds is a password of its own
-(revocable without touching the others), no administrative or server-wide
-destructive commands, and, when ``key_patterns`` / ``channels`` are narrowed
-to a service prefix, real isolation of keys and pub/sub channels. Pub/sub
-channels ignore DB numbers altogether: two services that publish on
-``events`` hear each other whatever DBs they use.
+reaches every DB. What they can do is tie a user to key and channel
+patterns, which apply in every DB: with ``key_prefix="board-service:"`` the
+user may touch keys and pub/sub channels starting with ``board-service:``
+only, whatever DB it selects, so a wrong ``SELECT`` (or a deliberate one)
+reaches nothing of another service's. The DB number a service gets from
+:class:`~infra_lib.redis.allocator.RedisDbAllocator` keeps services apart by
+convention; the prefix is the enforced boundary. Pub/sub channels ignore DB
+numbers altogether, which is why channels are confined to the same prefix.
 
-ACL users live in server memory: without an ACL file they are gone after a
-restart, which is why provisioning ensures them on every run.
+Besides its patterns, a user gets a password of its own (revocable without
+touching the others) and no administrative, server-wide or keyspace-wide
+commands (see :data:`DEFAULT_SERVICE_COMMANDS`).
+
+ACL users live in server memory; every change is saved to the server's ACL
+file when it has one (the compose stack does), so they survive restarts.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import redis.exceptions
 
 from infra_lib.errors import ConfigError
 from infra_lib.redis.config import RedisConfig, translate_errors
+from infra_lib.redis.keys import validate_key_prefix
 
 __all__ = ["DEFAULT_SERVICE_COMMANDS", "Change", "delete_acl_user", "ensure_acl_user"]
 
@@ -38,22 +42,33 @@ _log = logging.getLogger(__name__)
 
 #: Command rules for a typical service user, applied in this order.
 #:
-#: Every data type's reads and writes, key management (``EXPIRE``, ``DEL``,
-#: ``SCAN``), pub/sub, ``MULTI``/``EXEC``, Lua scripts (which run with the
-#: caller's permissions, so they cannot escape these rules) and connection
-#: commands. Then ``-@admin -@dangerous`` take away what reaches beyond one
-#: service: ``FLUSHALL``, ``FLUSHDB`` (a wrong ``SELECT`` would wipe another
-#: service's DB), ``SWAPDB``, ``CONFIG``, ``CLIENT KILL``, ``DEBUG``,
-#: ``MONITOR``, and also ``KEYS`` and ``SORT`` (use ``SCAN`` and sorted sets).
-#: The explicit rules at the end:
+#: Every data type's reads and writes, key management (``EXPIRE``, ``DEL``),
+#: pub/sub, ``MULTI``/``EXEC``, Lua scripts (whose ``redis.call`` is checked
+#: against the caller's key patterns, so they cannot escape them) and
+#: connection commands. Then ``-@admin -@dangerous`` take away what reaches
+#: beyond one service: ``FLUSHALL``, ``FLUSHDB`` (it would wipe every
+#: service's keys in a shared DB), ``SWAPDB``, ``MIGRATE``, ``CONFIG``,
+#: ``CLIENT KILL``, ``DEBUG``, ``MONITOR``, ``KEYS`` and ``SORT``. The explicit
+#: rules at the end:
 #:
 #: - ``+select``: already in ``@connection``; stated because every service's
 #:   URL selects its DB number and must keep working if the categories change.
 #: - ``+info``: ``@dangerous`` for what it reveals about the server, but
 #:   health checks call it (Spring Boot's Redis health indicator runs
 #:   ``INFO``); it shows no data and no secrets.
-#: - ``-function|flush -function|delete -function|restore``: Redis functions
-#:   are shared by the whole server, so one service could remove another's.
+#: - ``-scan -randomkey``: key patterns do not filter their replies, so they
+#:   would show every service's key names (which may hold ids or tokens).
+#:   ``HSCAN``/``SSCAN``/``ZSCAN`` name their key and stay allowed; keep an
+#:   index set of your keys instead of scanning.
+#: - ``-pubsub|channels -pubsub|shardchannels``: list every service's channels.
+#: - ``-client|tracking``: broadcast tracking reports changes to every key,
+#:   whatever the user's patterns.
+#: - ``-move``: moving keys between DBs is an admin's job (and with prefixes
+#:   there is no reason to).
+#: - ``-script|flush -script|kill``, ``-function|load -function|flush
+#:   -function|delete -function|restore -function|kill``: scripts and
+#:   functions are shared by the whole server, so one service could remove,
+#:   replace or kill another's. ``EVAL``, ``EVALSHA`` and ``FCALL`` stay.
 #: - ``-script|debug``: synchronous script debugging blocks the server.
 DEFAULT_SERVICE_COMMANDS: tuple[str, ...] = (
     "+@read",
@@ -76,10 +91,20 @@ DEFAULT_SERVICE_COMMANDS: tuple[str, ...] = (
     "-@dangerous",
     "+select",
     "+info",
+    "-scan",
+    "-randomkey",
+    "-pubsub|channels",
+    "-pubsub|shardchannels",
+    "-client|tracking",
+    "-move",
+    "-script|flush",
+    "-script|kill",
+    "-script|debug",
+    "-function|load",
     "-function|flush",
     "-function|delete",
     "-function|restore",
-    "-script|debug",
+    "-function|kill",
 )
 
 # Redis accepts almost any user name; these survive ACL LIST, ACL files and URLs.
@@ -103,16 +128,21 @@ def ensure_acl_user(
     password: str,
     *,
     commands: Sequence[str] = DEFAULT_SERVICE_COMMANDS,
-    key_patterns: Sequence[str] = ("*",),
-    channels: Sequence[str] = ("*",),
+    key_patterns: Sequence[str] | None = None,
+    channels: Sequence[str] | None = None,
+    key_prefix: str | None = None,
     dry_run: bool = False,
 ) -> Change:
     """Make ``username`` an enabled ACL user with exactly this password and these rules.
 
-    ``key_patterns`` and ``channels`` are glob patterns without the ``~`` /
-    ``&`` prefix; ``("board:*",)`` confines a service to its own keys. The
-    password is sent only as the ``>password`` rule of ``ACL SETUSER``; it
-    is never logged and is blanked out of error messages.
+    ``key_prefix`` (``"board-service:"``, see :mod:`infra_lib.redis.keys`)
+    confines the user's keys and channels to that prefix in every DB; it is
+    what services should get. Without it, ``key_patterns`` and ``channels``
+    are glob patterns without the ``~`` / ``&`` prefix (each ``("*",)``, all
+    keys or channels, when not given).
+
+    The password is sent only as the ``>password`` rule of ``ACL SETUSER``;
+    it is never logged and is blanked out of error messages.
 
     ``ACL SETUSER`` runs only when something differs: the user is missing,
     disabled, has another password (Redis keeps only its SHA-256), or other
@@ -125,7 +155,19 @@ def ensure_acl_user(
     _check_username(username)
     if not isinstance(password, str) or not password:
         raise ConfigError(f"the password of Redis ACL user {username!r} must not be empty.")
-    rules = _rules(username, commands, key_patterns, channels)
+    if key_prefix is not None:
+        if key_patterns is not None or channels is not None:
+            raise ConfigError(
+                f"Redis ACL user {username!r}: pass key_prefix or key_patterns/channels, not both."
+            )
+        pattern = f"{validate_key_prefix(key_prefix, test_session=True)}*"
+        key_patterns, channels = (pattern,), (pattern,)
+    rules = _rules(
+        username,
+        commands,
+        ("*",) if key_patterns is None else key_patterns,
+        ("*",) if channels is None else channels,
+    )
     with (
         _client(client_or_config) as (client, config_user, where),
         translate_errors(

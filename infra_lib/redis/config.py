@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from infra_lib._extras import optional_sdks
 from infra_lib.errors import ConfigError, ProvisionError, ServiceUnavailable
 from infra_lib.names import url_host
 
@@ -91,7 +92,8 @@ class RedisConfig:
 
     def client(self, db: int = 0, *, decode_responses: bool = False) -> redis.Redis:
         """A redis-py client on DB ``db``; the caller closes it (``with`` or ``.close()``)."""
-        import redis
+        with optional_sdks("Redis clients"):
+            import redis
 
         if isinstance(db, bool) or not isinstance(db, int) or db < 0:
             raise ConfigError(f"Redis DB number must be a non-negative integer, not {db!r}.")

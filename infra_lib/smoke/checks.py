@@ -76,11 +76,17 @@ def _redis_client(url: str) -> redis.Redis:
     return client
 
 
+def _key_prefix(env: dict[str, str]) -> str:
+    # Env files written before prefixes existed have none; their users reach every key.
+    return env.get("REDIS_KEY_PREFIX", "")
+
+
 def _redis_kv(target: SmokeTarget, service: str) -> Callable[[], str]:
     def check() -> str:
         env = read_service_env(target.env_dir, service).values
         client = _redis_client(env["REDIS_URL"])
-        key = f"{_tag()}:{service}"
+        # The service's ACL user may touch keys under its prefix only.
+        key = f"{_key_prefix(env)}{_tag()}"
         try:
             client.set(key, "v", ex=30)
             value, ttl = client.get(key), client.ttl(key)
@@ -89,7 +95,7 @@ def _redis_kv(target: SmokeTarget, service: str) -> Callable[[], str]:
         finally:
             client.delete(key)
             client.close()
-        return f"SET/GET/TTL on db {env.get('REDIS_DB', '?')}"
+        return f"SET/GET/TTL under {_key_prefix(env)!r} on db {env.get('REDIS_DB', '?')}"
 
     return check
 
@@ -99,7 +105,7 @@ def _redis_pubsub(target: SmokeTarget, service: str) -> Callable[[], str]:
         env = read_service_env(target.env_dir, service).values
         subscriber = _redis_client(env["REDIS_URL"])
         publisher = _redis_client(env["REDIS_URL"])
-        channel = f"{_tag()}:broadcast"
+        channel = f"{_key_prefix(env)}{_tag()}:broadcast"
         pubsub: Any = subscriber.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(channel)

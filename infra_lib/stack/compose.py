@@ -9,12 +9,19 @@ service's last log lines attached.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from infra_lib.errors import ConfigError, DockerUnavailable, ServiceUnhealthy, StackError
+from infra_lib._extras import optional_sdks
+from infra_lib.errors import (
+    ConfigError,
+    DockerUnavailable,
+    ForeignProject,
+    ServiceUnhealthy,
+    StackError,
+)
 from infra_lib.stack.ports import check_ports_free
 from infra_lib.stack.services import SERVICE_NAMES, ServiceSpec, service_spec, services_for
 from infra_lib.stack.settings import StackSettings
@@ -22,7 +29,7 @@ from infra_lib.stack.settings import StackSettings
 if TYPE_CHECKING:
     from python_on_whales import Container, DockerClient
 
-__all__ = ["ServiceStatus", "Stack", "StackPaths"]
+__all__ = ["ALLOW_FOREIGN_ENV", "ServiceStatus", "Stack", "StackPaths"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +37,13 @@ _T = TypeVar("_T")
 
 #: How many log lines of a failing service an error carries.
 LOG_TAIL = 30
+
+#: Set to 1 to let tasks act on a project whose containers another checkout made.
+ALLOW_FOREIGN_ENV = "INFRA_ALLOW_FOREIGN_PROJECT"
+
+# Labels Compose puts on every container it creates.
+_PROJECT_LABEL = "com.docker.compose.project"
+_DIR_LABEL = "com.docker.compose.project.working_dir"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +111,8 @@ class Stack:
         return self._client
 
     def _make_client(self, profiles: Sequence[str]) -> DockerClient:
-        from python_on_whales import DockerClient
+        with optional_sdks("the compose stack"):
+            from python_on_whales import DockerClient
 
         extra = [p for p in self.extra_env_files if p.is_file()]
         return DockerClient(
@@ -241,11 +256,71 @@ class Stack:
         names = [s.name for s in self.resolve(services)]
         self._call(lambda: self.docker.compose.stop(names))
 
+    def foreign_directory(self) -> str | None:
+        """The directory this project's containers were created from, if not this checkout.
+
+        Compose labels every container with the project directory it ran in;
+        a second checkout that uses the same project name finds the first
+        one's containers here. ``None`` when there are no containers, when
+        they are this checkout's, or when no Docker engine answers (then
+        there is nothing to act on anyway).
+        """
+        import shutil
+
+        from python_on_whales.exceptions import DockerException
+
+        if shutil.which("docker") is None:
+            return None
+        ours = self.paths.compose_file.parent
+        project = f"{_PROJECT_LABEL}={self.project_name}"
+        try:
+            # Two `docker ps -q` calls, no inspect, in the usual case: the
+            # project's containers, then those among them made from here.
+            found = self.docker.container.list(all=True, filters=[("label", project)])
+            if not found:
+                return None
+            own = self.docker.container.list(
+                all=True, filters=[("label", project), ("label", f"{_DIR_LABEL}={ours}")]
+            )
+            others = {c.id for c in found} - {c.id for c in own}
+            for container in self.docker.container.inspect(sorted(others)):
+                where = (container.config.labels or {}).get(_DIR_LABEL)
+                # A path spelled differently (a symlink) may still be this checkout.
+                if where and Path(where).resolve() != ours:
+                    return where
+        except DockerException as exc:
+            logger.debug("cannot list the containers of %s: %s", self.project_name, exc)
+        return None
+
+    def ensure_own(
+        self, *, allow_foreign: bool = False, environ: Mapping[str, str] | None = None
+    ) -> None:
+        """Raise :class:`ForeignProject` if another checkout's containers carry this project.
+
+        Call it before anything that changes the stack or its data (up, down,
+        provision, backup, restore): acting on the other checkout's stack
+        would recreate it with this checkout's secrets or delete its volumes.
+        ``allow_foreign``, or :data:`ALLOW_FOREIGN_ENV` set to ``1`` in
+        ``environ`` (the process environment at the edge), skips the check.
+        """
+        allowed = (environ or {}).get(ALLOW_FOREIGN_ENV, "").strip().lower()
+        if allow_foreign or allowed in ("1", "true", "yes"):
+            return
+        where = self.foreign_directory()
+        if where is not None:
+            raise ForeignProject(
+                f"compose project {self.project_name!r} belongs to another checkout: its "
+                f"containers were created from {where}, not {self.paths.compose_file.parent}. "
+                f"Give this checkout its own COMPOSE_PROJECT_NAME (and ports) in "
+                f"{self.paths.env_file}, or pass --allow-foreign-project (or set "
+                f"{ALLOW_FOREIGN_ENV}=1) to act on that stack anyway."
+            )
+
     def volumes(self) -> list[str]:
         """Names of the Docker volumes that belong to this project."""
         found = self._call(
             lambda: self.docker.volume.list(
-                filters=[("label", f"com.docker.compose.project={self.project_name}")]
+                filters=[("label", f"{_PROJECT_LABEL}={self.project_name}")]
             )
         )
         return sorted(v.name for v in found)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ __all__ = [
     "mask",
     "parse_env_lines",
     "set_env_value",
+    "tighten_env_files",
+    "tighten_private",
     "write_env_file",
     "write_private_file",
 ]
@@ -50,6 +53,9 @@ SECRET_KEYS: frozenset[str] = frozenset(
     }
 )
 
+# Renewed from TURN_SECRET on every write; no volume holds them.
+_DERIVED = frozenset({"LIVEKIT_TURN_USERNAME", "LIVEKIT_TURN_CREDENTIAL"})
+
 _INDEPENDENT: dict[str, Callable[[], str]] = {
     "POSTGRES_PASSWORD": _token,
     "REDIS_PASSWORD": _token,
@@ -72,11 +78,19 @@ def mask(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class InitResult:
-    """What :func:`write_env_file` did."""
+    """What :func:`write_env_file` did.
+
+    ``generated`` lists every variable given a fresh value; ``replaced`` the
+    secrets among them that had a value before (``new_secrets``), whose old
+    value the data volumes may still hold; ``kept`` the variables whose
+    value came from the previous file.
+    """
 
     path: Path
     generated: tuple[str, ...]
     backup: Path | None
+    kept: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
 
 
 def parse_env_lines(text: str) -> dict[str, str]:
@@ -119,31 +133,43 @@ def write_env_file(
     target: Path,
     *,
     force: bool = False,
+    new_secrets: bool = False,
     overrides: Mapping[str, str] | None = None,
 ) -> InitResult:
     """Render ``template`` into ``target``, generating every empty secret.
 
-    Refuses to replace an existing ``target`` unless ``force``; with
-    ``force`` the old file is kept beside it as ``.env.bak-<time>`` (its
-    passwords may still be the ones inside existing volumes). ``overrides``
-    sets values outright (e.g. another project name or ports).
+    Refuses to replace an existing ``target`` unless ``force``. With
+    ``force`` the file is rewritten from the current template but every value
+    of the old file is kept (project name, ports, images, secrets, and
+    variables the template does not know), because the running containers
+    and the data volumes were made with them; only empty secrets are
+    generated. ``new_secrets`` also replaces the secrets that had a value
+    (see :attr:`InitResult.replaced`). The old file is kept beside it as
+    ``<name>.bak-<time>``, mode 0600. ``overrides`` sets values outright
+    (e.g. another project name or ports).
     """
     if not template.is_file():
         raise ConfigError(f"{template} is missing; it is the template `inv init` fills in.")
     backup: Path | None = None
+    old: dict[str, str] = {}
     if target.exists():
         if not force:
             raise EnvFileExists(
                 f"{target} already exists and holds the stack's secrets; not overwriting it. "
-                "Use --force to replace it (the old file is kept as a backup), or edit it."
+                "Use --force to rewrite it from the template keeping its values (the old file "
+                "is kept as a backup), or edit it."
             )
+        old_text = target.read_text(encoding="utf-8")
+        old = parse_env_lines(old_text)
         backup = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d%H%M%S')}")
-        target.replace(backup)
+        write_private_file(backup, old_text)
 
     fixed = dict(overrides or {})
     values: dict[str, str] = {}
     generated: list[str] = []
+    kept: list[str] = []
     lines_out: list[str] = []
+    line_of: dict[str, int] = {}
     for line in template.read_text(encoding="utf-8").splitlines():
         stripped = line.strip()
         if not stripped or stripped.startswith("#") or "=" not in stripped:
@@ -153,13 +179,18 @@ def write_env_file(
         key, value = key.strip(), value.strip()
         if key in fixed:
             value = fixed.pop(key)
+        elif key in old and not (key in _INDEPENDENT and (new_secrets or not old[key])):
+            value = old[key]
+            kept.append(key)
         elif not value and key in _INDEPENDENT:
             value = _INDEPENDENT[key]()
             generated.append(key)
         values[key] = value
+        line_of[key] = len(lines_out)
         lines_out.append(f"{key}={value}")
 
-    # The TURN credential LiveKit gives its clients derives from TURN_SECRET.
+    # The TURN credential LiveKit gives its clients derives from TURN_SECRET;
+    # it is derived afresh on every write, which also renews its expiry.
     if "TURN_SECRET" in values:
         creds = turn_credentials(
             values["TURN_SECRET"], "livekit", ttl_seconds=LIVEKIT_TURN_TTL_SECONDS
@@ -168,15 +199,70 @@ def write_env_file(
             ("LIVEKIT_TURN_USERNAME", creds.username),
             ("LIVEKIT_TURN_CREDENTIAL", creds.credential),
         ):
-            if key in values and not values[key]:
-                lines_out = [f"{key}={value}" if ln == f"{key}=" else ln for ln in lines_out]
+            if key in line_of and (not values[key] or key in kept):
+                lines_out[line_of[key]] = f"{key}={value}"
                 values[key] = value
                 generated.append(key)
+                if key in kept:
+                    kept.remove(key)
+    extra = [k for k in old if k not in values and k not in fixed]
+    if extra:
+        lines_out.append("")
+        lines_out.append("# Kept from the previous file (not in the template):")
+        for key in extra:
+            lines_out.append(f"{key}={old[key]}")
+            kept.append(key)
     for key, value in fixed.items():
         lines_out.append(f"{key}={value}")
 
+    replaced = tuple(k for k in generated if k in SECRET_KEYS and old.get(k) and k not in _DERIVED)
     write_private_file(target, "\n".join(lines_out) + "\n")
-    return InitResult(target, tuple(generated), backup)
+    return InitResult(target, tuple(generated), backup, tuple(kept), replaced)
+
+
+def tighten_private(files: Iterable[Path] = (), dirs: Iterable[Path] = ()) -> list[str]:
+    """Make ``files`` mode 0600 and ``dirs`` 0700 if group or others have any access.
+
+    Env files hold passwords; one copied with ``cp`` or extracted from an
+    archive is often 0644. Missing paths are skipped. Returns one message per
+    path changed (old and new mode), for the caller to show as a warning.
+    """
+    fixed: list[str] = []
+    for path, wanted, kind in [
+        *((Path(d), 0o700, "directory") for d in dirs),
+        *((Path(f), 0o600, "file") for f in files),
+    ]:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            path.chmod(wanted)
+            could = "list" if kind == "directory" else "read"
+            fixed.append(
+                f"{kind} {path} holds secrets but was mode {mode:04o} (group or others could "
+                f"{could} it); changed it to {wanted:04o}"
+            )
+    return fixed
+
+
+def tighten_env_files(
+    env_file: Path | None = None, *, service_dir: Path | None = None
+) -> list[str]:
+    """Re-tighten a stack's env file and its backups, or a folder of service env files.
+
+    ``env_file`` (``.env``) and the ``<name>.bak-*`` copies beside it that
+    ``inv init --force`` keeps; ``service_dir`` (``env/<project>``), its
+    ``*.env`` files and its parent. See :func:`tighten_private`.
+    """
+    files: list[Path] = []
+    dirs: list[Path] = []
+    if env_file is not None:
+        files += [env_file, *sorted(env_file.parent.glob(f"{env_file.name}.bak-*"))]
+    if service_dir is not None:
+        files += sorted(service_dir.glob("*.env"))
+        dirs += [service_dir.parent, service_dir]
+    return tighten_private(files=files, dirs=dirs)
 
 
 def set_env_value(path: Path, key: str, value: str) -> bool:

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+from infra_lib._extras import optional_sdks
 from infra_lib.errors import ConfigError, InfraError, ProvisionError, ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ class S3Config:
         The region is set, so the client never asks the server for a bucket's
         location before signing: presigning stays offline.
         """
-        from minio import Minio
+        with optional_sdks("object storage"):
+            from minio import Minio
 
         url = urlsplit(self.public_endpoint if public else self.endpoint)
         client = Minio(

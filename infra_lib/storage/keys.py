@@ -43,6 +43,8 @@ Segment = str | int | UUID
 # "." and "-", starting and ending with a letter or digit.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+# What a prefix segment may hold: nothing a policy could read as a pattern.
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 # C0 and C1 controls, DEL and the Unicode line separators break logs, XML
 # listings and HTTP headers; a backslash is a separator on Windows clients
@@ -205,7 +207,11 @@ def check_prefix(prefix: str, *, what: str = "key prefix") -> str:
     """Return ``prefix`` if it looks like ``name/`` or ``a/b/`` with safe segments.
 
     Non-empty and ending in ``/``, so that ``boards/`` cannot be read as
-    also covering ``boards-archive/``.
+    also covering ``boards-archive/``. Each segment holds only ASCII letters,
+    digits, ``.``, ``_`` and ``-`` (and is not ``.`` or ``..``): prefixes
+    end up in IAM and bucket policies, where ``*`` and ``?`` are wildcards
+    and ``${...}`` a policy variable, so ``b*/`` or ``${aws:username}/``
+    would reach other services' objects.
     """
     if not isinstance(prefix, str) or not prefix.endswith("/") or prefix == "/":
         raise InvalidObjectKey(
@@ -215,6 +221,14 @@ def check_prefix(prefix: str, *, what: str = "key prefix") -> str:
         )
     for segment in prefix[:-1].split("/"):
         check_segment(segment, what=f"segment of {what} {_show(prefix)}")
+        if not _PREFIX_SEGMENT.fullmatch(segment):
+            bad = next(c for c in segment if not _PREFIX_SEGMENT.fullmatch(c))
+            raise InvalidObjectKey(
+                f"{what} {_show(prefix)} holds {bad!r}; prefixes may hold only ASCII letters, "
+                "digits, '.', '_', '-' and '/' (policies read '*', '?' and '${...}' as "
+                "wildcards and variables)",
+                key=prefix,
+            )
     return prefix
 
 

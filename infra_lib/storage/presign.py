@@ -11,13 +11,14 @@ that header: a URL signed for ``127.0.0.1:9000`` and rewritten to
 ``files.example.com`` afterwards is refused.
 
 Two signers: the minio SDK (the default, fastest) and botocore (what most
-other tooling uses); :class:`Presigner` takes ``backend=`` to pick one. They
-differ in one respect that matters: **botocore signs the Content-Type of a
-presigned PUT**, so the client must send exactly that type, while the minio
-SDK signs only the host, so its URLs accept any Content-Type and the object
-is stored with whatever the client sends. Use ``backend="boto3"`` or
-:meth:`Presigner.post_policy` (whose policy pins the type) where the type must
-be enforced, e.g. so that an "avatar" cannot be uploaded as ``text/html``.
+other tooling uses); :class:`Presigner` takes ``backend=`` to pick one.
+**Every presigned PUT pins its Content-Type**, with either backend: the
+signature covers the header, so a client that sends another type is refused
+(403 SignatureDoesNotMatch) and an "avatar" cannot be stored as
+``text/html``. botocore does that by itself; the minio SDK signs only the
+host, so the minio backend signs PUTs with :mod:`infra_lib.storage.sigv4`
+(the same algorithm, standard library only) and keeps the SDK for GETs and
+POST policies.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from infra_lib._extras import optional_sdks
 from infra_lib.errors import ConfigError
 from infra_lib.storage.config import S3Config, check_expiry
 from infra_lib.storage.keys import check_bucket_name, check_key, check_prefix
+from infra_lib.storage.sigv4 import QuerySigner
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -98,6 +101,7 @@ class Presigner:
         "_buckets",
         "_client",
         "_config",
+        "_put_signer",
         "_seconds",
         "_types",
     )
@@ -114,10 +118,18 @@ class Presigner:
         # Both signers are cheap to keep and expensive to build (the botocore
         # client loads its service model), so they are made once here.
         self._client: Minio = config.client(public=True)
+        self._put_signer = QuerySigner(
+            endpoint=config.public_endpoint,
+            access_key=config.access_key,
+            secret_key=config.secret_key,
+            region=config.region,
+            addressing=config.addressing,
+        )
         self._boto: Any = None
         self._boto_errors: tuple[type[Exception], ...] = ()
         if backend == "boto3":
-            import botocore.exceptions  # type: ignore[import-untyped]
+            with optional_sdks("the boto3 presign backend"):
+                import botocore.exceptions  # type: ignore[import-untyped]
 
             self._boto = boto3_client(config, public=True)
             # Argument problems (a bad bucket name) surface as these; signing
@@ -137,10 +149,9 @@ class Presigner:
     def put_url(self, bucket: str, key: str, *, content_type: str, expires: timedelta) -> str:
         """A URL to ``PUT`` one object, valid for ``expires``.
 
-        The client must send the body with ``Content-Type: <content_type>``;
-        the boto3 backend signs that header, so another type is refused
-        (403 SignatureDoesNotMatch); the minio backend does not (see the
-        module's notes).
+        The client must send the body with ``Content-Type: <content_type>``:
+        the header is signed (with either backend), so the server refuses
+        another type, or none, with 403 SignatureDoesNotMatch.
         """
         # Expiries, buckets and content types repeat from call to call; the
         # caches keep the wrapper within a few percent of the bare SDK call.
@@ -160,11 +171,9 @@ class Presigner:
                 bucket,
                 key,
             )
-        try:
-            url: str = self._client.get_presigned_url("PUT", bucket, key, expires)
-        except ValueError as exc:
-            raise _refused("PUT URL", bucket, key, exc) from exc
-        return url
+        return self._put_signer.url(
+            "PUT", bucket, key, expires=seconds, headers={"Content-Type": content_type}
+        )
 
     def get_url(
         self,
@@ -339,8 +348,9 @@ def boto3_client(config: S3Config, *, public: bool = True) -> Any:
     checksums to every upload, which some S3-compatible servers and
     presigned URLs do not expect.
     """
-    import botocore.config  # type: ignore[import-untyped]
-    import botocore.session  # type: ignore[import-untyped]
+    with optional_sdks("botocore clients"):
+        import botocore.config  # type: ignore[import-untyped]
+        import botocore.session  # type: ignore[import-untyped]
 
     session = botocore.session.Session()
     return session.create_client(

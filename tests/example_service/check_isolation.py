@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 import redis
 
+from infra_lib.stack.settings import StackSettings
 from infra_lib.testing import (
     IsolatedBucketPrefix,
     IsolatedDatabase,
@@ -34,16 +36,15 @@ def test_database_is_private_to_this_worker(infra_database: IsolatedDatabase, n:
 def test_redis_db_is_private_to_this_worker(infra_redis: IsolatedRedis, n: int) -> None:
     client = redis.Redis.from_url(infra_redis.url)
     with client:
-        client.incr("counter")
-        assert int(client.get("counter") or 0) >= 1
+        # The session's user, like a service's, reaches keys under its prefix only.
+        client.incr(infra_redis.key("counter"))
+        assert int(client.get(infra_redis.key("counter")) or 0) >= 1
 
 
 @pytest.mark.parametrize("n", range(3))
 def test_bucket_prefix_is_private_to_this_worker(
     infra_bucket_prefix: IsolatedBucketPrefix, n: int
 ) -> None:
-    import io
-
     client = infra_bucket_prefix.config.client()
     key = infra_bucket_prefix.key(f"object-{n}")
     client.put_object(infra_bucket_prefix.bucket, key, io.BytesIO(b"data"), 4)
@@ -80,3 +81,54 @@ def _record_what_this_worker_got(
         "prefix": infra_bucket_prefix.prefix,
     }
     (RECORD / f"{worker}.json").write_text(json.dumps(record))
+
+
+# -- the fixtures' credentials are refused outside their own resources -----------
+# The caller made a database, a Redis key and an object these must not reach.
+
+
+def test_database_role_is_refused_elsewhere(infra_database: IsolatedDatabase) -> None:
+    config = infra_database.config
+    elsewhere = config.with_login(config.user, config.password, os.environ["EXAMPLE_FOREIGN_DB"])
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(**elsewhere.connect_kwargs())
+    with psycopg.connect(infra_database.url, autocommit=True) as conn:
+        for statement in ("CREATE DATABASE sneaky", "CREATE ROLE sneaky"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_redis_user_is_refused_outside_its_prefix(
+    infra_redis: IsolatedRedis, infra_settings: StackSettings
+) -> None:
+    foreign = os.environ["EXAMPLE_FOREIGN_KEY"]
+    for db in range(infra_settings.redis_databases):
+        with redis.Redis.from_url(infra_redis.config.url(db)) as client:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.get(foreign)
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.set("unprefixed", "1")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.flushdb()
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.publish("events", "hello")
+            assert client.set(infra_redis.key(f"db{db}"), "1")
+
+
+def test_storage_user_is_refused_outside_its_prefix(
+    infra_bucket_prefix: IsolatedBucketPrefix,
+) -> None:
+    from minio.error import S3Error
+
+    client = infra_bucket_prefix.config.client()
+    bucket = infra_bucket_prefix.bucket
+    refused = [
+        lambda: client.get_object(bucket, os.environ["EXAMPLE_FOREIGN_OBJECT"]),
+        lambda: client.put_object(bucket, "outside/object", io.BytesIO(b"x"), 1),
+        lambda: list(client.list_objects(bucket, prefix="")),
+        lambda: list(client.list_objects(os.environ["EXAMPLE_FOREIGN_BUCKET"])),
+    ]
+    for call in refused:
+        with pytest.raises(S3Error) as caught:
+            call()
+        assert caught.value.code == "AccessDenied"

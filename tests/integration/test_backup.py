@@ -462,6 +462,7 @@ def test_redis_round_trip_keeps_every_type_and_ttl(
     time.sleep(0.4)
     expected = _redis_view(src)
     ttl_before = _ttls(src, ["bk:ttl", "bk:hash"])
+    started = time.monotonic()
 
     report = restore_redis(redis_config, archive, into=11)
 
@@ -471,8 +472,14 @@ def test_redis_round_trip_keeps_every_type_and_ttl(
     assert any("1 key(s) had expired" in note for note in restored.notes)
     assert _redis_view(copy) == expected
     ttl_after = _ttls(copy, ["bk:ttl", "bk:hash"])
+    # The expiry is absolute: the TTL shrinks by the time the restore took, no more.
+    elapsed_ms = int((time.monotonic() - started) * 1000)
     for key, before in ttl_before.items():
-        assert before - 2000 <= ttl_after[key] <= before + 50, (key, before, ttl_after[key])
+        assert before - elapsed_ms - 500 <= ttl_after[key] <= before + 50, (
+            key,
+            before,
+            ttl_after[key],
+        )
     assert copy.pttl("bk:list") == -1
     assert copy.exists("bk:short") == 0
 
@@ -494,7 +501,7 @@ def test_redis_restore_over_keys_needs_force_and_then_replaces(
 
     [restored] = restore_redis(redis_config, archive, force=True).datasets
     assert restored.replaced
-    assert any("FLUSHDB" in note for note in restored.notes)
+    assert any("SWAPDB" in note for note in restored.notes)
     assert db.get("bk:keep") == b"original"
     assert db.exists("bk:new") == 0
     assert db.dbsize() == 2
@@ -662,7 +669,7 @@ def test_minio_service_prefixes_only(buckets: Buckets, store: S3Config, tmp_path
     with pytest.raises(RestoreRefused, match="under boards/"):
         restore_minio(store, archive)
     [restored] = restore_minio(store, archive, force=True).datasets
-    assert any("deleted 3 existing object(s)" in n for n in restored.notes)
+    assert any("deleted 1 object(s)" in n for n in restored.notes), restored.notes
     assert sorted(_object_view(client, src, "boards/")) == ["boards/1/attach.bin", "boards/2/empty"]
     assert "readme.txt" in _object_view(client, src), "other prefixes are left alone"
 

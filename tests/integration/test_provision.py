@@ -103,12 +103,14 @@ def test_each_service_uses_its_own_redis_db_and_user(
     assert env["REDIS_USERNAME"] == service
     client = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
     with client:
-        key = f"provision-probe:{os.getpid()}"
+        key = f"{env['REDIS_KEY_PREFIX']}provision-probe:{os.getpid()}"
         client.set(key, "v", ex=30)
         assert client.get(key) == "v"
         client.delete(key)
         with pytest.raises(redis.exceptions.NoPermissionError):
             client.flushall()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.set(f"provision-probe:{os.getpid()}", "outside the prefix")
 
 
 def test_inv_env_masks_secrets_unless_asked(env_dir: Path, provisioned: ProvisionReport) -> None:
@@ -124,7 +126,9 @@ def test_inv_env_masks_secrets_unless_asked(env_dir: Path, provisioned: Provisio
 def test_inv_env_for_an_unknown_service_is_a_clear_error() -> None:
     result = run_inv("env", "nope-service")
     assert result.returncode == 2
-    assert "inv provision" in result.stderr
+    # Not in the manifest: provisioning would not create it, so say what is there.
+    assert "no service 'nope-service' in" in result.stderr
+    assert "known: user-service" in result.stderr
 
 
 def test_inv_provision_reports_unchanged(provisioned: ProvisionReport) -> None:

@@ -12,7 +12,9 @@ import multiprocessing
 import queue
 import re
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -30,6 +32,7 @@ from infra_lib.errors import (
     ServiceUnavailable,
 )
 from infra_lib.redis import (
+    DEFAULT_REGISTRY_KEY,
     DEFAULT_SERVICE_COMMANDS,
     Allocation,
     Change,
@@ -483,3 +486,152 @@ def test_preview_of_a_full_server_is_capacity_exhausted(allocator: RedisDbAlloca
     with pytest.raises(CapacityExhausted):
         allocator.preview("one-more-service", pending=pending)
     assert allocator.list() == {}
+
+
+# -- key prefixes: a service's user reaches its own keys only, in every DB ------
+
+
+def _prefix_env(settings: StackSettings, service: str, tmp_path: Path) -> dict[str, str]:
+    """Provision ``service``'s Redis access as `inv provision` does; its env values."""
+    from infra_lib.manifest import load_manifest
+    from infra_lib.provision import env_path, provision, read_service_env
+
+    from .conftest import ROOT
+
+    # A copy of the service's env file, so its Redis password is kept (not
+    # rotated) and the real file keeps the settings of the other backends.
+    real = env_path(ROOT / "env" / settings.compose_project_name, service)
+    if real.is_file():
+        shutil.copy(real, env_path(tmp_path, service))
+    provision(
+        load_manifest(ROOT / "infra.toml"),
+        env_dir=tmp_path,
+        postgres=None,
+        redis=RedisConfig.from_stack(settings),
+        services=[service],
+    )
+    return read_service_env(tmp_path, service).values
+
+
+def _refused(call: Callable[[], object]) -> None:
+    # NOPERM for commands and keys; a script touching a foreign key is a plain error.
+    with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)no permissions|can't access"):
+        call()
+
+
+def _key_refused(client: redis.Redis, own: str, key: str) -> None:
+    _refused(lambda: client.get(key))
+    _refused(lambda: client.set(key, "board was here"))
+    _refused(lambda: client.delete(key))
+    _refused(lambda: client.hgetall(key))
+    _refused(lambda: client.copy(own, key))
+    _refused(lambda: client.eval("return redis.call('GET', KEYS[1])", 1, key))
+    # A script that does not declare the key is checked when it calls.
+    _refused(lambda: client.eval(f"return redis.call('GET', '{key}')", 0))
+
+
+def _subscribe(client: redis.Redis, channel: str, *, pattern: bool = False) -> object:
+    # The refusal is the reply to SUBSCRIBE, which redis-py reads with the next message.
+    pubsub: Any = client.pubsub()  # type: ignore[no-untyped-call]
+    with pubsub:
+        (pubsub.psubscribe if pattern else pubsub.subscribe)(channel)
+        return pubsub.get_message(timeout=2)
+
+
+def test_board_user_cannot_reach_outside_its_prefix_in_any_db(
+    settings: StackSettings, config: RedisConfig, tmp_path: Path
+) -> None:
+    board = _prefix_env(settings, "board-service", tmp_path)
+    chat = _prefix_env(settings, "chat-service", tmp_path)
+    prefix = board["REDIS_KEY_PREFIX"]
+    assert prefix == "board-service:"
+    assert chat["REDIS_KEY_PREFIX"] == "chat-service:"
+    tag = uuid4().hex
+    foreign = [f"chat-service:{tag}", f"{tag}", f"board-service-x:{tag}", DEFAULT_REGISTRY_KEY]
+    registry_db = settings.redis_databases - 1
+    for db in range(settings.redis_databases):
+        with config.client(db) as admin:
+            for key in foreign[:-1]:
+                admin.set(key, "theirs", ex=60)
+        url = board["REDIS_URL"].rsplit("/", 1)[0] + f"/{db}"
+        with redis.Redis.from_url(url, decode_responses=True) as client:
+            try:
+                own = f"{prefix}{tag}"
+                assert client.set(own, "mine", ex=60)
+                assert client.get(own) == "mine"
+                for key in foreign:
+                    _key_refused(client, own, key)
+                for channel in (f"chat-service:{tag}", "events", "__keyspace@0__:*"):
+                    _refused(lambda channel=channel: client.publish(channel, "hello"))
+                    _refused(lambda channel=channel: _subscribe(client, channel))
+                _refused(lambda: _subscribe(client, "*", pattern=True))
+                assert client.publish(f"{prefix}{tag}", "to myself") == 0
+                for channel, pattern in ((f"{prefix}{tag}", False), (f"{prefix}*", True)):
+                    confirmed: Any = _subscribe(client, channel, pattern=pattern)
+                    assert confirmed["data"] == 1
+            finally:
+                client.delete(f"{prefix}{tag}")
+        with config.client(db, decode_responses=True) as admin:
+            for key in foreign[:-1]:
+                # Nothing was changed, and nothing of board's was left behind.
+                assert admin.get(key) == "theirs"
+                admin.delete(key)
+    with config.client(registry_db, decode_responses=True) as admin:
+        assert admin.hget(DEFAULT_REGISTRY_KEY, "board-service") == board["REDIS_DB"]
+
+
+def test_service_user_cannot_run_server_wide_commands(
+    settings: StackSettings, tmp_path: Path
+) -> None:
+    board = _prefix_env(settings, "board-service", tmp_path)
+    with redis.Redis.from_url(board["REDIS_URL"], decode_responses=True) as client:
+        key = f"{board['REDIS_KEY_PREFIX']}{uuid4().hex}"
+        client.set(key, "1", ex=60)
+        try:
+            refused: list[Callable[[], object]] = [
+                # Key patterns do not filter these replies: other services' key names.
+                lambda: client.scan(0),
+                client.randomkey,
+                lambda: client.keys("*"),
+                lambda: client.pubsub_channels(),
+                lambda: client.execute_command("CLIENT", "TRACKING", "ON", "BCAST"),
+                # These change other services' data or shared server state.
+                client.flushdb,
+                client.flushall,
+                lambda: client.swapdb(0, 1),
+                lambda: client.move(key, 2),
+                client.script_flush,
+                client.script_kill,
+                lambda: client.function_load(
+                    "#!lua name=boardlib\nredis.register_function('f', function() return 1 end)"
+                ),
+                client.function_flush,
+                lambda: client.function_delete("anylib"),
+                lambda: client.execute_command("FUNCTION", "KILL"),
+                lambda: client.config_get("*"),
+                client.acl_list,
+            ]
+            for command in refused:
+                _refused(command)
+            # What a service needs stays: its own keys, scripts on them, INFO.
+            assert client.eval("return redis.call('INCR', KEYS[1])", 1, key) == 2
+            assert client.info("server")["redis_version"]
+            assert client.dbsize() >= 1
+        finally:
+            client.delete(key)
+
+
+def test_registry_and_test_namespace_are_outside_every_service_prefix() -> None:
+    from infra_lib.manifest import load_manifest
+    from infra_lib.redis.keys import RESERVED_PREFIX, TEST_PREFIX
+
+    from .conftest import ROOT
+
+    manifest = load_manifest(ROOT / "infra.toml")
+    assert DEFAULT_REGISTRY_KEY.startswith(RESERVED_PREFIX)
+    assert TEST_PREFIX.startswith(RESERVED_PREFIX)
+    for service in manifest:
+        if service.redis is not None:
+            prefix = service.redis.prefix_for(service.name)
+            assert not DEFAULT_REGISTRY_KEY.startswith(prefix)
+            assert not prefix.startswith(RESERVED_PREFIX)

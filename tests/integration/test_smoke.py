@@ -23,7 +23,8 @@ def _smoke_keys(settings: StackSettings) -> list[str]:
             port=settings.redis_port, password=settings.secret("redis_password"), db=db
         )
         with client:
-            found += [k.decode() for k in client.scan_iter("smoke-*")]
+            # Under each service's prefix (board-service:smoke-...).
+            found += [k.decode() for k in client.scan_iter("*smoke-*")]
     return found
 
 

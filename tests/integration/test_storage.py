@@ -27,7 +27,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from infra_lib.errors import ProvisionError, ServiceUnavailable
+from infra_lib.errors import InvalidObjectKey, ProvisionError, ServiceUnavailable
 from infra_lib.stack.settings import StackSettings
 from infra_lib.storage import (
     BucketManager,
@@ -274,18 +274,28 @@ def test_urls_from_both_sdks_work(s3: S3Config, bucket: str, backend: str) -> No
     assert (status, data, headers["Content-Type"]) == (200, backend.encode(), "text/plain")
 
 
-def test_boto3_urls_bind_the_content_type_and_minio_urls_do_not(s3: S3Config, bucket: str) -> None:
-    boto = Presigner(s3, backend="boto3").put_url(
-        bucket, "profiles/1/avatar.jpg", content_type="image/jpeg", expires=MINUTE
-    )
-    status, _, body = http("PUT", boto, b"<html>", {"Content-Type": "text/html"})
-    assert status == 403
-    assert b"SignatureDoesNotMatch" in body
+@pytest.mark.parametrize("backend", ["minio", "boto3"])
+def test_put_urls_pin_the_content_type(s3: S3Config, bucket: str, backend: str) -> None:
+    presigner = Presigner(s3, backend=backend)  # type: ignore[arg-type]
+    key = f"profiles/1/avatar-{backend}.jpg"
+    put = presigner.put_url(bucket, key, content_type="image/jpeg", expires=MINUTE)
+    for sent in ("text/html", "image/png", "image/jpeg; charset=utf-8"):
+        status, _, body = http("PUT", put, b"<html>", {"Content-Type": sent})
+        assert status == 403, (sent, body)
+        assert b"SignatureDoesNotMatch" in body
+    assert s3_code(lambda: s3.client().stat_object(bucket, key)) == "NoSuchKey"
 
-    minio_url = Presigner(s3).put_url(
-        bucket, "profiles/1/avatar.jpg", content_type="image/jpeg", expires=MINUTE
-    )
-    assert http("PUT", minio_url, b"<html>", {"Content-Type": "text/html"})[0] == 200
+    assert http("PUT", put, b"\xff\xd8", {"Content-Type": "image/jpeg"})[0] == 200
+    assert s3.client().stat_object(bucket, key).content_type == "image/jpeg"
+
+
+def test_pinned_put_urls_sign_unusual_keys_as_the_server_reads_them(
+    s3: S3Config, bucket: str
+) -> None:
+    key = "boards/b1/attachments/r\u00e9sum\u00e9 +1 (2)~=&%.txt"
+    put = Presigner(s3).put_url(bucket, key, content_type="text/plain", expires=MINUTE)
+    assert http("PUT", put, b"cv", {"Content-Type": "text/plain"})[0] == 200
+    assert s3.client().get_object(bucket, key).read() == b"cv"
 
 
 def test_urls_are_signed_for_the_public_endpoint(
@@ -342,6 +352,20 @@ def test_service_keys_are_confined_to_their_prefixes(
     assert s3_code(lambda: a.get_object(other, "a/x.txt")) == "AccessDenied"
     assert s3_code(lambda: a.put_object(other, "a/y.txt", io.BytesIO(b"y"), 1)) == "AccessDenied"
     assert s3_code(lambda: a.list_objects(other, prefix="a/")) == "AccessDenied"
+
+
+@pytest.mark.parametrize("prefix", ["b*/", "board?/", "${aws:username}/", "b/*/"])
+def test_a_wildcard_prefix_gets_no_user_and_no_access(
+    s3: S3Config, buckets: Buckets, services: Services, prefix: str
+) -> None:
+    shared = buckets.create("wild")
+    s3.client().put_object(shared, "boards/1/secret.txt", io.BytesIO(b"b's"), 3)
+    with pytest.raises(InvalidObjectKey, match="prefixes may hold only"):
+        services.ensure("wild", bucket=shared, prefixes=[prefix])
+    # Refused before anything was written: the user does not exist on the server.
+    user = f"svc-t{services.tag}-wild"
+    listed = json.loads(s3.admin_client().user_list())
+    assert user not in listed
 
 
 def test_service_user_is_idempotent_and_follows_its_secret(

@@ -6,11 +6,13 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,8 +56,17 @@ def make_archive(
             scope=scope,
             source={"kind": "test"},
             server={"version": "17"},
-            datasets=[DatasetEntry(name="app", files=tuple(files), counts={"public.t": 3})],
+            datasets=[_dataset(target, tuple(files))],
         )
+
+
+def _dataset(target: Target, files: tuple[str, ...]) -> DatasetEntry:
+    """A dataset whose details pass ``target``'s schema."""
+    if target == "redis":
+        return DatasetEntry(name="db3", files=files, counts={"keys": 3}, details={"db": 3})
+    if target == "minio":
+        return DatasetEntry(name="files-bucket", files=files, details={"bucket": "files-bucket"})
+    return DatasetEntry(name="app", files=files, counts={"public.t": 3})
 
 
 def test_archive_is_private_named_by_time_and_lists_every_file(tmp_path: Path) -> None:
@@ -367,3 +378,118 @@ def test_policy_moves_to_the_new_bucket_without_touching_lookalikes() -> None:
         "arn:aws:s3:::files-old/*",
     ]
     assert moved["Statement"][1]["Resource"] == "arn:aws:s3:::restored"
+
+
+# -- untrusted manifests ------------------------------------------------------
+
+
+def _tamper(info: ArchiveInfo, change: Any) -> None:
+    path = info.path / MANIFEST_NAME
+    data = json.loads(path.read_bytes())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _pg_details(**overrides: Any) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "owner": "app_user",
+        "encoding": "UTF8",
+        "collate": "en_US.utf8",
+        "ctype": "en_US.utf8",
+        "locale_provider": "c",
+        "locale": None,
+        "connection_limit": -1,
+        "comment": None,
+        "acl": [{"grantee": "PUBLIC", "privilege": "CONNECT", "grantable": False}],
+        "sequences": {"public.t_id_seq": 3},
+        "large_objects": 0,
+        "roles": ["app_user"],
+    }
+    return {**details, **overrides}
+
+
+def test_details_a_backup_writes_pass(tmp_path: Path) -> None:
+    info = make_archive(tmp_path)
+    _tamper(info, lambda d: d["datasets"][0].__setitem__("details", _pg_details()))
+    assert read_archive(info.path).manifest.datasets[0].details["owner"] == "app_user"
+    for target in ("redis", "minio"):
+        read_archive(make_archive(tmp_path / target, target).path)
+
+
+@pytest.mark.parametrize(
+    ("details", "field"),
+    [
+        (
+            _pg_details(acl=[{"grantee": "x", "privilege": "ALL; DROP", "grantable": False}]),
+            "acl.0.privilege",
+        ),
+        (
+            _pg_details(acl=[{"grantee": "a\x00b", "privilege": "CONNECT", "grantable": False}]),
+            "acl.0.grantee",
+        ),
+        (_pg_details(owner="o" * 64), "owner"),
+        (_pg_details(roles=["pg_write_server_files"]), "roles.0"),
+        (_pg_details(locale_provider="x"), "locale_provider"),
+        (_pg_details(collate="C' ; SELECT 1; --"), "collate"),
+        (_pg_details(large_objects=True), "large_objects"),
+        (_pg_details(extra=1), "extra"),
+    ],
+)
+def test_a_tampered_postgres_detail_is_named(
+    tmp_path: Path, details: dict[str, Any], field: str
+) -> None:
+    info = make_archive(tmp_path)
+    _tamper(info, lambda d: d["datasets"][0].__setitem__("details", details))
+    with pytest.raises(BackupCorrupt, match=re.escape(f"datasets.0.details.{field}")):
+        read_archive(info.path)
+    assert list_archives(tmp_path) == []  # an invalid manifest is no archive to pick
+
+
+@pytest.mark.parametrize(
+    ("target", "change", "message"),
+    [
+        ("redis", lambda ds: ds["details"].update(db=0), "does not match its details.db 0"),
+        ("redis", lambda ds: ds["details"].update(db="3"), "valid integer"),
+        ("redis", lambda ds: ds.update(name="db99999", details={"db": 99999}), "less than"),
+        ("minio", lambda ds: ds["details"].update(bucket="a/../b"), "invalid bucket name"),
+        ("minio", lambda ds: ds["details"].update(prefixes=["../"]), "prefixes.0"),
+        ("postgres", lambda ds: ds.update(files=["../../etc/passwd"]), "plain data file name"),
+        ("postgres", lambda ds: ds.update(files=[]), "at least 1 item"),
+        ("postgres", lambda ds: ds["counts"].update({"public.t": -1}), "greater than or equal"),
+    ],
+)
+def test_a_tampered_dataset_is_refused(
+    tmp_path: Path, target: Target, change: Any, message: str
+) -> None:
+    info = make_archive(tmp_path, target)
+    _tamper(info, lambda d: change(d["datasets"][0]))
+    with pytest.raises(BackupCorrupt, match=message):
+        read_archive(info.path)
+
+
+def test_json_that_parsers_read_differently_is_refused(tmp_path: Path) -> None:
+    info = make_archive(tmp_path)
+    path = info.path / MANIFEST_NAME
+    raw = path.read_text()
+    path.write_text(raw.replace('"scope": "all"', '"scope": "all", "scope": "service:x"', 1))
+    with pytest.raises(BackupCorrupt, match="appears twice"):
+        read_archive(info.path)
+    path.write_text(raw.replace('"size": ', '"size": NaN, "x": ', 1))
+    with pytest.raises(BackupCorrupt, match="NaN is not a JSON number"):
+        read_archive(info.path)
+
+
+def test_a_symlinked_manifest_is_refused(tmp_path: Path) -> None:
+    info = make_archive(tmp_path / "a")
+    elsewhere = tmp_path / "elsewhere.json"
+    (info.path / MANIFEST_NAME).rename(elsewhere)
+    (info.path / MANIFEST_NAME).symlink_to(elsewhere)
+    with pytest.raises(BackupCorrupt, match="symbolic link"):
+        read_archive(info.path)
+
+
+def test_a_scope_that_is_not_a_service_is_refused(tmp_path: Path) -> None:
+    info = make_archive(tmp_path)
+    _tamper(info, lambda d: d.update(scope="[link=https://x.example]all[/link]\x1b[2J"))
+    with pytest.raises(BackupCorrupt, match=r"scope: Value error, .* is neither 'all'"):
+        read_archive(info.path)

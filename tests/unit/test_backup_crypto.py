@@ -6,19 +6,23 @@ import io
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from infra_lib.backup.crypto import (
     CHUNK_SIZE,
     ENV_PASSPHRASE,
+    MAC_MEMBER,
     ArchiveKey,
     EncryptingReader,
     EncryptionInfo,
     Passphrase,
     decrypt_stream,
     encrypted_size,
+    open_manifest,
     passphrase_from,
+    seal_manifest,
 )
 from infra_lib.errors import BackupCorrupt, BackupError, ConfigError
 
@@ -173,3 +177,73 @@ def test_passphrase_comes_from_the_environment_and_is_long_enough() -> None:
     phrase = passphrase_from({ENV_PASSPHRASE: "long enough, surely"})
     assert phrase is not None
     assert "long enough" not in repr(phrase) and "long enough" not in str(phrase)
+
+
+# -- the manifest MAC ---------------------------------------------------------
+
+ARCHIVE = "20261122T010203Z-postgres"
+
+
+def _body() -> bytes:
+    return json.dumps({"format": 1, "encryption": {"salt": "x"}}, indent=2).encode()
+
+
+def test_a_sealed_manifest_is_the_same_json_plus_its_mac(key: ArchiveKey) -> None:
+    sealed = seal_manifest(key, ARCHIVE, _body())
+    data = json.loads(sealed)
+    assert data.pop(MAC_MEMBER) and data == json.loads(_body())
+    open_manifest(key, ARCHIVE, sealed, where="m")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda b: b.replace(b'"format": 1', b'"format": 2'),
+        lambda b: b.replace(b'"format": 1', b'"format":  1'),  # even whitespace
+        lambda b: b[:-5] + (b"1" if b[-5:-4] == b"0" else b"0") + b[-4:],  # the MAC itself
+    ],
+    ids=["value", "whitespace", "mac"],
+)
+def test_any_changed_byte_fails(key: ArchiveKey, tamper: Any) -> None:
+    sealed = seal_manifest(key, ARCHIVE, _body())
+    changed = tamper(sealed)
+    assert changed != sealed
+    with pytest.raises(BackupCorrupt, match="wrong passphrase, or the archive was altered"):
+        open_manifest(key, ARCHIVE, changed, where="m")
+
+
+def test_a_manifest_without_its_mac_or_with_more_after_it_fails(key: ArchiveKey) -> None:
+    sealed = seal_manifest(key, ARCHIVE, _body())
+    for raw in (_body() + b"\n", sealed + b" ", sealed[:-2] + b', "x": 1}\n'):
+        with pytest.raises(BackupCorrupt, match=f"no {MAC_MEMBER}"):
+            open_manifest(key, ARCHIVE, raw, where="m")
+
+
+def test_the_mac_binds_the_archive_name_and_the_passphrase(key: ArchiveKey) -> None:
+    sealed = seal_manifest(key, ARCHIVE, _body())
+    with pytest.raises(BackupCorrupt, match="does not authenticate"):
+        open_manifest(key, "20991122T010203Z-postgres", sealed, where="m")
+    other = ArchiveKey.derive(Passphrase("another long passphrase"), key.info)
+    with pytest.raises(BackupCorrupt, match="does not authenticate"):
+        open_manifest(other, ARCHIVE, sealed, where="m")
+
+
+def test_the_mac_key_is_not_the_aes_key_and_the_aes_key_is_unchanged(key: ArchiveKey) -> None:
+    import base64
+    import hashlib
+
+    assert len(key.mac_key) == len(key.key) == 32
+    assert key.mac_key != key.key
+    # The AES key is the 32-byte scrypt output archives made before the MAC existed used.
+    info = key.info
+    old = hashlib.scrypt(
+        b"correct horse battery staple",
+        salt=base64.b64decode(info.salt),
+        n=info.n,
+        r=info.r,
+        p=info.p,
+        maxmem=2 * 128 * info.n * info.r * info.p + (1 << 20),
+        dklen=32,
+    )
+    assert key.key == old
+    assert key.mac_key.hex() not in repr(key) and key.key.hex() not in repr(key)

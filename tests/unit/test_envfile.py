@@ -15,6 +15,7 @@ from infra_lib.stack.envfile import (
     SECRET_KEYS,
     mask,
     parse_env_lines,
+    tighten_private,
     write_env_file,
 )
 from infra_lib.turn import turn_credentials
@@ -78,13 +79,84 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
 
 def test_force_keeps_the_old_file_as_a_private_backup(tmp_path: Path) -> None:
     target = tmp_path / ".env"
-    write_env_file(TEMPLATE, target)
+    target.write_text("POSTGRES_PASSWORD=old\n")
+    target.chmod(0o644)
     old = target.read_text()
     result = write_env_file(TEMPLATE, target, force=True)
     assert result.backup is not None
     assert result.backup.read_text() == old
     assert stat.S_IMODE(result.backup.stat().st_mode) == 0o600
-    assert target.read_text() != old
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_force_keeps_every_value_of_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    first = write_env_file(
+        TEMPLATE,
+        target,
+        overrides={"COMPOSE_PROJECT_NAME": "infra-b", "POSTGRES_PORT": "5532", "MY_EXTRA": "x"},
+    )
+    before = parse_env_lines(first.path.read_text())
+
+    result = write_env_file(TEMPLATE, target, force=True)
+    after = parse_env_lines(target.read_text())
+    derived = {"LIVEKIT_TURN_USERNAME", "LIVEKIT_TURN_CREDENTIAL"}
+    assert {k: v for k, v in after.items() if k not in derived} == {
+        k: v for k, v in before.items() if k not in derived
+    }
+    assert after["COMPOSE_PROJECT_NAME"] == "infra-b"
+    assert after["POSTGRES_PORT"] == "5532"
+    assert after["MY_EXTRA"] == "x"
+    assert result.replaced == ()
+    # Only the TURN credential LiveKit hands out is derived afresh (renewed).
+    assert set(result.generated) == derived
+    expiry = int(after["LIVEKIT_TURN_USERNAME"].split(":")[0])
+    expected = turn_credentials(before["TURN_SECRET"], "livekit", ttl_seconds=1, now=expiry - 1)
+    assert after["LIVEKIT_TURN_CREDENTIAL"] == expected.credential
+    assert {"COMPOSE_PROJECT_NAME", "POSTGRES_PASSWORD", "MY_EXTRA"} <= set(result.kept)
+
+
+def test_force_fills_secrets_that_are_empty_and_names_them(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    target.write_text("COMPOSE_PROJECT_NAME=infra-c\nPOSTGRES_PASSWORD=kept\nREDIS_PASSWORD=\n")
+    result = write_env_file(TEMPLATE, target, force=True)
+    after = parse_env_lines(target.read_text())
+    assert after["POSTGRES_PASSWORD"] == "kept"
+    assert after["REDIS_PASSWORD"]
+    assert "REDIS_PASSWORD" in result.generated
+    assert result.replaced == ()
+
+
+def test_new_secrets_replaces_them_and_says_which(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    write_env_file(TEMPLATE, target, overrides={"COMPOSE_PROJECT_NAME": "infra-d"})
+    before = parse_env_lines(target.read_text())
+    result = write_env_file(TEMPLATE, target, force=True, new_secrets=True)
+    after = parse_env_lines(target.read_text())
+    assert after["COMPOSE_PROJECT_NAME"] == "infra-d"
+    for key in SECRET_KEYS:
+        assert after[key] != before[key], key
+    assert set(result.replaced) == SECRET_KEYS - {"LIVEKIT_TURN_CREDENTIAL"}
+
+
+def test_tighten_private_fixes_group_and_other_access_and_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "env"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    loose = folder / "a.env"
+    loose.write_text("X=1\n")
+    loose.chmod(0o644)
+    tight = folder / "b.env"
+    tight.write_text("X=1\n")
+    tight.chmod(0o600)
+
+    messages = tighten_private(files=[loose, tight, folder / "missing.env"], dirs=[folder])
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(tight.stat().st_mode) == 0o600
+    assert len(messages) == 2
+    assert any(str(loose) in m and "0644" in m and "0600" in m for m in messages)
+    assert tighten_private(files=[loose], dirs=[folder]) == []
 
 
 def test_overrides_replace_template_values(tmp_path: Path) -> None:

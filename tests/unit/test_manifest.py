@@ -138,3 +138,82 @@ def test_any_accepted_service_name_is_plain(name: str) -> None:
     except ConfigError:
         return
     assert name.isascii() and all(ch.isalnum() or ch in "-_" for ch in name)
+
+
+@pytest.mark.parametrize("prefix", ["b*/", "board?/", "${aws:username}/"])
+def test_a_wildcard_prefix_is_refused_at_load_naming_service_and_field(
+    tmp_path: Path, prefix: str
+) -> None:
+    path = tmp_path / "infra.toml"
+    path.write_text(
+        '[services.board-service]\nstorage = { prefixes = ["boards/"] }\n\n'
+        f"[services.evil-service]\nstorage = {{ prefixes = ['{prefix}'] }}\n"
+    )
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert f"{path}: service 'evil-service', field 'storage.prefixes'" in message
+    assert repr(prefix) in message
+    assert "board-service" not in message
+
+
+def test_a_wildcard_public_read_prefix_is_refused_too() -> None:
+    message = _error(
+        {"services": {"a": {"storage": {"prefixes": ["a/"], "public_read": ["a/*/"]}}}}
+    )
+    assert "service 'a', field 'storage.public_read'" in message
+
+
+def test_redis_key_prefix_defaults_to_the_service_name() -> None:
+    manifest = parse_manifest({"services": {"board-service": {"redis": {"db": 1}}}})
+    needs = manifest.service("board-service").redis
+    assert needs is not None and needs.prefix_for("board-service") == "board-service:"
+    named = parse_manifest({"services": {"board-service": {"redis": {"key_prefix": "board:"}}}})
+    needs = named.service("board-service").redis
+    assert needs is not None and needs.prefix_for("board-service") == "board:"
+
+
+@pytest.mark.parametrize("prefix", ["board", "board:*", "bo?rd:", "b[a]:", "a b:", ":", "", "é:"])
+def test_redis_key_prefix_must_be_plain_segments(prefix: str) -> None:
+    message = _error({"services": {"a": {"redis": {"key_prefix": prefix}}}})
+    assert "service 'a', field 'redis.key_prefix'" in message
+
+
+@pytest.mark.parametrize(
+    "services",
+    [
+        {"a": {"redis": {"key_prefix": "infra:"}}},
+        {"a": {"redis": {"key_prefix": "infra:board:"}}},
+        # A default prefix is checked too.
+        {"infra": {"redis": {}}},
+    ],
+)
+def test_redis_key_prefix_must_stay_out_of_the_reserved_namespace(
+    services: dict[str, object],
+) -> None:
+    message = _error({"services": services})
+    assert "field 'redis.key_prefix'" in message
+    assert "'infra:'" in message
+
+
+def test_redis_key_prefixes_must_not_overlap() -> None:
+    message = _error(
+        {
+            "services": {
+                "a": {"redis": {"key_prefix": "board:"}},
+                "b": {"redis": {"key_prefix": "board:cache:"}},
+                "board": {"redis": {}},
+            }
+        }
+    )
+    assert "service 'b', field 'redis.key_prefix': 'board:cache:' overlaps 'board:'" in message
+    assert "service 'board', field 'redis.key_prefix': 'board:' overlaps 'board:'" in message
+    # Prefixes that merely share letters do not overlap: "board:*" never matches "boards:x".
+    parse_manifest(
+        {
+            "services": {
+                "a": {"redis": {"key_prefix": "board:"}},
+                "b": {"redis": {"key_prefix": "boards:"}},
+            }
+        }
+    )

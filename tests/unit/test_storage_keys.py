@@ -214,6 +214,48 @@ def test_prefixes_must_be_safe_and_end_in_a_slash(prefix: str) -> None:
     assert check_prefix("boards/b1/") == "boards/b1/"
 
 
+# Characters IAM and bucket policies give a meaning: wildcards and ${variables}.
+POLICY_METACHARACTERS = "*?${}"
+_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+
+@pytest.mark.parametrize("prefix", ["b*/", "board?/", "${aws:username}/", "a/*/", "x{y}/"])
+def test_prefixes_with_policy_wildcards_or_variables_are_refused(prefix: str) -> None:
+    with pytest.raises(InvalidObjectKey, match="prefixes may hold only"):
+        check_prefix(prefix)
+
+
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4))
+@example(["b*"])
+@example(["${aws:username}"])
+@example(["boards", "é"])
+def test_accepted_prefixes_hold_only_the_safe_set(segments: list[str]) -> None:
+    prefix = "/".join(segments) + "/"
+    try:
+        checked = check_prefix(prefix)
+    except InvalidObjectKey:
+        safe = all(set(seg) <= set(_SAFE) and seg not in (".", "..") for seg in segments)
+        assert not safe, f"{prefix!r} is made of safe segments yet was refused"
+        return
+    assert checked == prefix
+    assert set(prefix) <= set(_SAFE + "/")
+    assert not set(prefix) & set(POLICY_METACHARACTERS)
+    # The policy resource of an accepted prefix matches only keys under it, literally.
+    assert service_policy("bucket-a", [prefix])["Statement"][0]["Resource"] == [
+        f"arn:aws:s3:::bucket-a/{prefix}*"
+    ]
+
+
+@given(st.lists(st.text(alphabet=_SAFE, min_size=1, max_size=12), min_size=1, max_size=4))
+def test_prefixes_of_safe_segments_pass(segments: list[str]) -> None:
+    prefix = "/".join(segments) + "/"
+    if any(seg in (".", "..") for seg in segments):
+        with pytest.raises(InvalidObjectKey):
+            check_prefix(prefix)
+    else:
+        assert check_prefix(prefix) == prefix
+
+
 @pytest.mark.parametrize(
     "name", ["ab", "Bucket", "-abc", "abc-", "a..b", "192.168.1.1", "xn--abc", "a_b", "a" * 64]
 )
@@ -493,3 +535,37 @@ def test_importing_the_package_loads_no_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+def test_pinned_put_signature_matches_the_aws_reference_example() -> None:
+    # AWS's documented query-string example ("Authenticating Requests: Using
+    # Query Parameters"): GET examplebucket/test.txt, 2013-05-24, 86400 s.
+    from datetime import UTC, datetime
+
+    from infra_lib.storage.sigv4 import QuerySigner
+
+    signer = QuerySigner(
+        endpoint="https://s3.amazonaws.com",
+        access_key="AKIAIOSFODNN7EXAMPLE",
+        secret_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        region="us-east-1",
+        addressing="virtual",
+    )
+    url = signer.url(
+        "GET", "examplebucket", "test.txt", expires=86400, headers={},
+        now=datetime(2013, 5, 24, tzinfo=UTC),
+    )  # fmt: skip
+    assert url.startswith("https://examplebucket.s3.amazonaws.com/test.txt?")
+    assert url.endswith(
+        "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+    )
+
+
+def test_minio_backend_put_urls_sign_the_content_type() -> None:
+    config = S3Config(endpoint="http://127.0.0.1:9000", access_key="a", secret_key="b" * 8)
+    url = Presigner(config).put_url(
+        "bucket-a", "profiles/1/avatar.jpg", content_type="image/jpeg", expires=timedelta(minutes=1)
+    )
+    query = parse_qs(urlsplit(url).query)
+    assert query["X-Amz-SignedHeaders"] == ["content-type;host"]
+    assert query["X-Amz-Expires"] == ["60"]

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from invoke.collection import Collection
+
+import tasks
+from infra_lib.stack.envfile import parse_env_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = [
@@ -17,6 +21,7 @@ TASKS = [
     "logs",
     "provision",
     "env",
+    "test-cleanup",
     "smoke",
     "metrics",
     "token",
@@ -70,3 +75,116 @@ def test_init_writes_a_private_env_file(tmp_path: Path) -> None:
         if line.startswith("POSTGRES_PASSWORD=")
     )
     assert secret not in result.stdout + result.stderr
+
+
+# Flags that reveal secrets, skip a confirmation or destroy data.
+DANGEROUS = {"show_secrets", "force", "yes", "volumes", "new_secrets", "allow_foreign_project"}
+
+
+def _task_flags() -> list[tuple[str, str, list[str]]]:
+    collection = Collection.from_module(tasks)
+    rows = []
+    for name in collection.task_names:
+        for argument in collection[name].get_arguments():
+            rows.append((name, argument.attr_name or argument.name, list(argument.names)))
+    return rows
+
+
+def test_the_collection_is_the_documented_task_list() -> None:
+    assert sorted(Collection.from_module(tasks).task_names) == sorted(TASKS)
+
+
+@pytest.mark.parametrize(("task", "flag", "names"), _task_flags(), ids=lambda x: str(x))
+def test_no_short_flag_is_help_or_reveals_or_destroys(
+    task: str, flag: str, names: list[str]
+) -> None:
+    short = [n for n in names if len(n) == 1]
+    assert "h" not in short, f"inv {task}: -h belongs to help, not --{names[0]}"
+    assert all(n.isalnum() for n in short), f"inv {task}: --{names[0]} has short flag {short}"
+    if flag in DANGEROUS:
+        assert short == [], f"inv {task}: --{names[0]} must have no short flag, has {short}"
+
+
+def test_dangerous_flags_exist_where_expected() -> None:
+    # Guards the list above against renames that would make it vacuous.
+    flags = {(task, flag) for task, flag, _ in _task_flags()}
+    assert {
+        ("env", "show_secrets"),
+        ("init", "force"),
+        ("init", "new_secrets"),
+        ("down", "volumes"),
+        ("down", "yes"),
+        ("restore", "force"),
+        ("up", "allow_foreign_project"),
+    } <= flags
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["env", "user-service", "-h"],
+        ["token", "--room", "r", "--identity", "i", "-h"],
+        ["restore", "-h"],
+    ],
+)
+def test_dash_h_after_a_task_prints_its_help(args: list[str]) -> None:
+    result = _inv(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: inv[oke] [--core-opts] {args[0]}")
+
+
+def test_init_force_keeps_the_project_ports_and_secrets(tmp_path: Path) -> None:
+    target = tmp_path / "x.env"
+    assert _inv("init", "--env-file", str(target)).returncode == 0
+    text = target.read_text()
+    text = text.replace("COMPOSE_PROJECT_NAME=infra\n", "COMPOSE_PROJECT_NAME=infra-two\n")
+    text = text.replace("POSTGRES_PORT=5432\n", "POSTGRES_PORT=5632\n")
+    target.write_text(text)
+    before = parse_env_lines(text)
+
+    result = _inv("init", "--force", "--env-file", str(target))
+    assert result.returncode == 0, result.stderr
+    after = parse_env_lines(target.read_text())
+    for key in (
+        "COMPOSE_PROJECT_NAME",
+        "POSTGRES_PORT",
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+    ):
+        assert after[key] == before[key], key
+    assert "kept the secrets" in result.stdout
+    assert before["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
+
+
+def test_init_new_secrets_says_the_volumes_keep_the_old_ones(tmp_path: Path) -> None:
+    target = tmp_path / "x.env"
+    assert _inv("init", "--env-file", str(target)).returncode == 0
+    before = parse_env_lines(target.read_text())
+    refused = _inv("init", "--new-secrets", "--env-file", str(target))
+    assert refused.returncode == 2
+    assert "--force" in refused.stderr
+
+    result = _inv("init", "--force", "--new-secrets", "--env-file", str(target))
+    assert result.returncode == 0, result.stderr
+    after = parse_env_lines(target.read_text())
+    assert after["POSTGRES_PASSWORD"] != before["POSTGRES_PASSWORD"]
+    assert "replaced" in result.stdout and "POSTGRES_PASSWORD" in result.stdout
+    assert "data volumes still hold the old" in result.stdout
+    assert after["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
+
+
+def test_env_of_a_service_not_in_the_manifest_says_so(tmp_path: Path) -> None:
+    target = tmp_path / "x.env"
+    assert _inv("init", "--env-file", str(target)).returncode == 0
+    text = target.read_text().replace("COMPOSE_PROJECT_NAME=infra\n", "COMPOSE_PROJECT_NAME=none\n")
+    target.write_text(text)
+
+    unknown = _inv("env", "nosuch-service", "--env-file", str(target))
+    assert unknown.returncode == 2
+    assert "no service 'nosuch-service' in" in unknown.stderr
+    assert "known: user-service, auth-service" in unknown.stderr
+    assert "inv provision" not in unknown.stderr
+
+    unprovisioned = _inv("env", "board-service", "--env-file", str(target))
+    assert unprovisioned.returncode == 2
+    assert "run `inv provision`" in unprovisioned.stderr
