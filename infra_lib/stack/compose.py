@@ -97,6 +97,7 @@ class Stack:
         #: layer's private secrets file); those that do not exist are skipped.
         self.extra_env_files = tuple(extra_env_files)
         self._client: DockerClient | None = None
+        self._client_env_files: tuple[Path, ...] = ()
 
     @property
     def project_name(self) -> str:
@@ -106,8 +107,12 @@ class Stack:
     @property
     def docker(self) -> DockerClient:
         """The python-on-whales client bound to this project."""
-        if self._client is None:
+        # An extra env file written after the client was made (the layer's
+        # secrets, on the first `up`) must reach Compose: make it again then.
+        extra = tuple(p for p in self.extra_env_files if p.is_file())
+        if self._client is None or extra != self._client_env_files:
             self._client = self._make_client(self.settings.profiles)
+            self._client_env_files = extra
         return self._client
 
     def _make_client(self, profiles: Sequence[str]) -> DockerClient:

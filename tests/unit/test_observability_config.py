@@ -265,3 +265,21 @@ def test_a_dry_run_writes_no_credentials(tmp_path: Path) -> None:
     planned = ensure_credentials(paths, minio_access_key="root", minio_secret_key="s", save=False)
     assert planned.postgres_password
     assert not paths.secrets_env.exists()
+
+
+def test_stack_passes_a_secrets_file_written_after_its_client_was_made(tmp_path: Path) -> None:
+    # The first `inv up --with observability` makes the Docker client (the
+    # foreign-project check) before the layer's secrets file exists.
+    (tmp_path / ".env").write_text("INFRA_PROFILES=observability\n")
+    secrets = tmp_path / "secrets.env"
+    stack = Stack(
+        load_stack_settings(tmp_path / ".env", environ={}),
+        StackPaths.for_root(ROOT, tmp_path / ".env"),
+        extra_env_files=[secrets],
+    )
+    before = [Path(p) for p in stack.docker.client_config.compose_env_files]
+    assert before == [tmp_path / ".env"]
+    secrets.write_text("INFRA_MONITOR_MINIO_TOKEN=x\n")
+    after = [Path(p) for p in stack.docker.client_config.compose_env_files]
+    assert after == [tmp_path / ".env", secrets]
+    assert stack.docker.client_config.compose_profiles == ["observability"]
