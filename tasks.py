@@ -251,12 +251,17 @@ def _observability_up(stack: Stack, manifest: str | None) -> None:
     """Write the layer's credentials and checked scrape config before Compose starts it."""
     from infra_lib.manifest import load_manifest
     from infra_lib.observability.apply import prepare
+    from infra_lib.observability.layer import PROFILE
+    from infra_lib.stack.services import PROFILE_SERVICES
 
-    prepare(
+    prepared = prepare(
         stack,
         load_manifest(Path(manifest).resolve() if manifest else MANIFEST),
         _env_dir(stack.project_name),
     )
+    if prepared.credentials_changed:
+        # Compose copies secrets into a container only when it creates it.
+        stack.remove([spec.name for spec in PROFILE_SERVICES[PROFILE]])
 
 
 def _observability_provision(

@@ -30,7 +30,7 @@ from infra_lib.observability.scrape import (
     render_scrape_config,
     write_scrape_config,
 )
-from infra_lib.provision import ProvisionRow
+from infra_lib.provision import Change, ProvisionRow
 from infra_lib.stack.envfile import write_private_file
 
 if TYPE_CHECKING:
@@ -52,6 +52,10 @@ class Prepared:
     credentials: MonitorCredentials
     scrape_changed: bool
     rows: tuple[ProvisionRow, ...]
+    #: The credentials file was written with other values than before:
+    #: containers made with the old ones must be made again (Compose copies
+    #: secrets only when it creates a container).
+    credentials_changed: bool = False
 
 
 def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = False) -> Prepared:
@@ -65,6 +69,7 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
     paths = LayerPaths(env_dir)
     settings = stack.settings
     had_secrets = paths.secrets_env.is_file()
+    before = paths.secrets_env.read_bytes() if had_secrets else None
     credentials = ensure_credentials(
         paths,
         minio_access_key=settings.required("minio_root_user"),
@@ -88,12 +93,18 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
         changed = not current.is_file() or current.read_text(encoding="utf-8") != text
     else:
         changed = write_scrape_config(paths, text)
+    after = paths.secrets_env.read_bytes() if paths.secrets_env.is_file() else None
+    secrets_change: Change = "unchanged"
+    if not had_secrets:
+        secrets_change = "planned" if dry_run else "create"
+    elif before != after:
+        secrets_change = "change"
     rows = (
         ProvisionRow(
             _SERVICE,
             "credentials",
             str(paths.secrets_env),
-            "unchanged" if had_secrets else "planned" if dry_run else "create",
+            secrets_change,
             "mode 0600; Compose secrets of the exporters",
         ),
         ProvisionRow(
@@ -104,7 +115,7 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
             "passed victoria-metrics -dryRun",
         ),
     )
-    return Prepared(credentials, changed, rows)
+    return Prepared(credentials, changed, rows, not dry_run and before != after)
 
 
 def apply_credentials(

@@ -313,6 +313,29 @@ def test_monitoring_secrets_are_private_and_not_in_the_containers_config(
             assert secrets[key] not in visible, (service, key)
 
 
+def test_lost_credentials_are_made_again_and_the_exporters_get_them(
+    layer: Stack, store: MetricsStore, env_dir: Path
+) -> None:
+    secrets = LayerPaths(env_dir).secrets_env
+    old = _secrets(env_dir)["INFRA_MONITOR_POSTGRES_PASSWORD"]
+    secrets.unlink()
+    result = run_inv("up")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _secrets(env_dir)["INFRA_MONITOR_POSTGRES_PASSWORD"] != old
+    changed_at = time.time()
+    # Compose copies secrets only into new containers: the exporters were
+    # made again with the new passwords, so they log in. Only samples
+    # scraped after the change count.
+    _until("every stack target up again", lambda: check_targets(store).ok, timeout=90)
+    for series in ('pg_up{job="postgres"}', 'redis_up{job="redis"}'):
+        fresh = _until(
+            f"a sample of {series} scraped after the change",
+            lambda series=series: store.query(f"{series} and timestamp({series}) > {changed_at}"),
+            timeout=60,
+        )
+        assert fresh[0].value == 1, f"{series} is {fresh[0].value}: the exporter cannot log in"
+
+
 def test_metrics_task_says_how_to_turn_the_layer_on(throwaway_env: Path) -> None:
     result = run_inv("metrics", env_file=throwaway_env)
     assert result.returncode == 2
