@@ -152,11 +152,19 @@ def provision(
         return _run(manifest, chosen, env_dir, postgres, redis, storage, livekit, False, on_applied)
 
 
+def _private_dirs(path: Path) -> None:
+    # mkdir(parents=True) gives the parents it makes the default mode (0755
+    # here), so `env/` itself would be readable by every user.
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
 @contextmanager
 def _serialised(env_dir: Path, postgres: PostgresConfig | None, timeout: float) -> Iterator[None]:
     # The lock file covers runs on this machine (and runs without PostgreSQL),
     # the advisory lock runs elsewhere that share the server.
-    env_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_dirs(env_dir)
     deadline = time.monotonic() + timeout
     with (env_dir / ".provision.lock").open("a") as handle:
         while True:

@@ -205,3 +205,11 @@ def test_a_backend_left_out_keeps_its_keys_and_the_next_full_run_changes_nothing
     assert after == before
     again = _provision(settings)
     assert not again.changed, [r for r in again.rows if r.change != "unchanged"]
+
+
+def test_env_folders_it_creates_are_private(settings: StackSettings, tmp_path: Path) -> None:
+    env_dir = tmp_path / "env" / "project"
+    provision(MANIFEST, env_dir=env_dir, postgres=None, redis=None, services=["auth-service"])
+    assert (env_dir / "auth-service.env").stat().st_mode & 0o777 == 0o600
+    for folder in (env_dir, env_dir.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
