@@ -191,6 +191,43 @@ def test_restore_of_all_targets_checks_every_archive_first(
     assert _object_set(client, bucket) == {"a.txt": b"changed since", "b.txt": b"new"}
 
 
+def test_restore_of_all_targets_without_force_refuses_before_any_change(
+    stack: Stack,
+    pg: Pg,
+    rdb: redis.Redis,
+    redis_config: RedisConfig,
+    buckets: Buckets,
+    store: S3Config,
+    tmp_path: Path,
+) -> None:
+    # PostgreSQL alone would restore (its database is gone), but Redis holds
+    # keys: the refusal must come before PostgreSQL is touched.
+    dest = tmp_path / "archives"
+    database = pg.database("refuse")
+    with pg.connect(database) as conn:
+        conn.execute("CREATE TABLE item (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO item SELECT generate_series(1, 5)")
+    rdb.set("state", "backed up")
+    client = store.client()
+    bucket = buckets.name("refuse")
+    client.make_bucket(bucket)
+    _put(client, bucket, {"a.txt": b"backed up"})
+    backup_postgres(PostgresSource.from_stack(stack), dest, databases=[database])
+    backup_redis(redis_config, dest, dbs=[DB])
+    backup_minio(store, dest, scopes=[BucketScope(bucket)])
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(database)))
+    rdb.set("state", "changed since")
+
+    result = run_inv("restore", "--dir", str(dest), "--quiet")
+
+    assert result.returncode == 3, result.stderr
+    assert "not restoring over existing data" in result.stderr
+    assert f"DB {DB} holds" in result.stderr
+    assert not pg.exists(database)
+    assert rdb.get("state") == b"changed since"
+
+
 def test_restore_from_s3_downloads_and_checks_every_archive_first(
     stack: Stack,
     rdb: redis.Redis,
