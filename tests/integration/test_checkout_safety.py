@@ -81,6 +81,8 @@ def test_status_warns_and_the_override_lets_down_act(
     project = _project(throwaway_env)
     status = run_inv("status", "--service", "redis", env_file=throwaway_env)
     assert f"created from {other_checkout}, not this checkout" in status.stderr
+    listing = run_inv("backups", env_file=throwaway_env)
+    assert listing.returncode == 0, listing.stderr
 
     monkeypatch.setenv("INFRA_ALLOW_FOREIGN_PROJECT", "1")
     dry = run_inv("provision", "--dry-run", "--service", "auth-service", env_file=throwaway_env)
