@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -104,7 +105,15 @@ def test_env_files_readable_by_others_are_tightened_with_a_warning(
     settings: StackSettings, tmp_path: Path
 ) -> None:
     env_copy = tmp_path / ".env"
-    shutil.copyfile(ROOT / ".env", env_copy)
+    # The child sees only this file, so it names the project the shell may
+    # have exported instead (CI exports COMPOSE_PROJECT_NAME).
+    text = re.sub(
+        r"^COMPOSE_PROJECT_NAME=.*$",
+        f"COMPOSE_PROJECT_NAME={settings.compose_project_name}",
+        (ROOT / ".env").read_text(),
+        flags=re.MULTILINE,
+    )
+    env_copy.write_text(text)
     env_copy.chmod(0o644)
     old_copy = tmp_path / ".env.bak-20260101000000"
     shutil.copyfile(ROOT / ".env", old_copy)
