@@ -1038,7 +1038,8 @@ def list_backups(
     from infra_lib.backup.jobs import parse_targets
 
     with _errors():
-        stack = _stack(env_file)
+        # Listing changes nothing, so another checkout's project is no reason to refuse.
+        stack = _stack(env_file, guard=False)
         targets = parse_targets(target)
         if remote.is_s3_url(dir_):
             store = remote.RemoteStore(

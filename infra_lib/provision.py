@@ -152,11 +152,19 @@ def provision(
         return _run(manifest, chosen, env_dir, postgres, redis, storage, livekit, False, on_applied)
 
 
+def _private_dirs(path: Path) -> None:
+    # mkdir(parents=True) gives the parents it makes the default mode (0755
+    # here), so `env/` itself would be readable by every user.
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
 @contextmanager
 def _serialised(env_dir: Path, postgres: PostgresConfig | None, timeout: float) -> Iterator[None]:
     # The lock file covers runs on this machine (and runs without PostgreSQL),
     # the advisory lock runs elsewhere that share the server.
-    env_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_dirs(env_dir)
     deadline = time.monotonic() + timeout
     with (env_dir / ".provision.lock").open("a") as handle:
         while True:
@@ -199,14 +207,24 @@ def _run(
     values: dict[str, dict[str, str]] = {s.name: {"SERVICE_NAME": s.name} for s in chosen}
 
     # 1. Plan every backend; each planner raises before anything is changed.
+    # A backend left out of this run keeps what the env files say of it:
+    # dropping those keys would make the next full run set new passwords.
     stages: list[_Stage] = []
     if postgres is not None:
         stages.append(_plan_postgres(chosen, existing, postgres, values))
+    else:
+        _keep(chosen, existing, values, "postgres")
     if redis is not None:
         stages.append(_plan_redis(chosen, existing, redis, values))
+    else:
+        _keep(chosen, existing, values, "redis")
     if storage is not None:
         stages.append(_plan_storage(manifest, chosen, existing, storage, values))
-    if livekit is not None:
+    else:
+        _keep(chosen, existing, values, "storage")
+    if livekit is None:
+        _keep(chosen, existing, values, "livekit")
+    else:
         for service in chosen:
             if service.livekit is not None:
                 values[service.name].update(
@@ -264,6 +282,31 @@ def _run(
             rows.append(ProvisionRow(service.name, "env file", str(path), change, "mode 0600"))
         env_files.append(ServiceEnv(service.name, path, values[service.name]))
     return ProvisionReport(tuple(rows), False, tuple(env_files))
+
+
+#: The env-file keys each backend writes, by prefix.
+_BACKEND_KEYS: dict[str, tuple[str, ...]] = {
+    "postgres": ("DATABASE_URL", "PG", "JDBC_DATABASE_"),
+    "redis": ("REDIS_",),
+    "storage": ("S3_",),
+    "livekit": ("LIVEKIT_",),
+}
+
+
+def _keep(
+    chosen: list[ServiceManifest],
+    existing: dict[str, dict[str, str]],
+    values: dict[str, dict[str, str]],
+    backend: str,
+) -> None:
+    """Carry a skipped backend's keys over from each service's current env file."""
+    prefixes = _BACKEND_KEYS[backend]
+    for service in chosen:
+        if getattr(service, backend) is None:
+            continue
+        for key, value in existing[service.name].items():
+            if key.startswith(prefixes):
+                values[service.name].setdefault(key, value)
 
 
 @dataclass(slots=True)

@@ -445,6 +445,7 @@ def restore(
             archive = _find(dest, target, wants, what).path
         picked.append((target, archive))
     _verify_all(picked, on_progress)
+    _check_all(stack, picked, manifest, chosen, into, force)
     reports = []
     for target, archive in picked:
         logger.info("restore: %s from %s", target, archive)
@@ -468,6 +469,25 @@ def _verify_all(
         if found != target:
             raise BackupError(f"{archive} is a {found} archive, not a {target} one")
     logger.info("restore: %d archive(s) checked; nothing was changed yet", len(picked))
+
+
+def _check_all(
+    stack: Stack,
+    picked: Sequence[tuple[Target, Path]],
+    manifest: Manifest | None,
+    service: ServiceManifest | None,
+    into: str | None,
+    force: bool,
+) -> None:
+    """Make every target's refusing checks before the first target is restored.
+
+    Without it, a Redis DB holding keys was refused only after PostgreSQL
+    had already been replaced.
+    """
+    if len(picked) < 2:
+        return  # the one target's restore checks before it changes anything
+    for target, archive in picked:
+        _restore_one(stack, target, archive, manifest, service, into, force, None, check_only=True)
 
 
 def restore_remote(
@@ -536,6 +556,7 @@ def restore_remote(
             )
             paths.append((target, path))
         _verify_all(paths, on_progress)
+        _check_all(stack, paths, manifest, chosen, into, force)
         reports = []
         for target, path in paths:
             logger.info("restore: %s from %s", target, path)
@@ -554,6 +575,8 @@ def _restore_one(
     into: str | None,
     force: bool,
     on_progress: ProgressCallback | None,
+    *,
+    check_only: bool = False,
 ) -> RestoreReport:
     if target == "postgres":
         from infra_lib.backup.postgres import PostgresSource, restore_postgres
@@ -565,6 +588,7 @@ def _restore_one(
             databases=databases,
             into=into,
             force=force,
+            check_only=check_only,
             on_progress=on_progress,
         )
     if target == "redis":
@@ -583,6 +607,7 @@ def _restore_one(
             dbs=dbs,
             into=into_db,
             force=force,
+            check_only=check_only,
             on_progress=on_progress,
         )
     from infra_lib.backup.minio import restore_minio
@@ -595,6 +620,7 @@ def _restore_one(
         scopes=scopes,
         into=into,
         force=force,
+        check_only=check_only,
         on_progress=on_progress,
     )
 

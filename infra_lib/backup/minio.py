@@ -459,6 +459,7 @@ def restore_minio(
     scopes: Sequence[BucketScope] | None = None,
     into: str | None = None,
     force: bool = False,
+    check_only: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> RestoreReport:
     """Restore ``scopes`` (everything in the archive by default) from ``archive``.
@@ -468,9 +469,14 @@ def restore_minio(
     ``force``, which deletes those objects first. ``into`` restores the
     single selected dataset into another bucket, created if missing.
     Bucket settings are restored for whole buckets only.
+
+    ``check_only`` makes only the checks that can refuse and changes
+    nothing (the caller has verified the archive; an interrupted earlier
+    copy is left for the real restore to finish); it reports no datasets.
     """
     started = time.monotonic()
-    verify_archive(archive, on_progress=on_progress)
+    if not check_only:
+        verify_archive(archive, on_progress=on_progress)
     manifest = read_archive(archive).manifest
     if manifest.target != "minio":
         raise BackupError(f"{archive} is a {manifest.target} archive, not a minio one")
@@ -485,8 +491,10 @@ def restore_minio(
     client = store.client()
     # Before the targets are inspected: a copy into place that was cut short
     # is finished, so the target is judged by its complete new contents.
-    with _errors(store, "finish the restores that were interrupted"):
-        earlier = finish_interrupted(client)
+    earlier: list[str] = []
+    if not check_only:
+        with _errors(store, "finish the restores that were interrupted"):
+            earlier = finish_interrupted(client)
     plans = []
     with _errors(store, "inspect the target buckets"):
         for dataset, want in selected:
@@ -507,6 +515,8 @@ def restore_minio(
     settings = _read_settings(archive)
     for _ in _read_index(archive):
         pass  # every line is checked before the first bucket is touched
+    if check_only:
+        return RestoreReport(archive, "minio", (), time.monotonic() - started)
     notes: dict[str, list[str]] = {p.dataset.name: [] for p in plans}
     if earlier:
         notes[plans[0].dataset.name].extend(earlier)

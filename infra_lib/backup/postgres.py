@@ -688,6 +688,7 @@ def restore_postgres(
     into: str | None = None,
     force: bool = False,
     no_owner: bool = False,
+    check_only: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> RestoreReport:
     """Restore ``databases`` (all in the archive by default) from ``archive``.
@@ -698,9 +699,14 @@ def restore_postgres(
     restores the single selected database under a new name beside the
     original. Missing roles the data needs are created from the archive.
     ``no_owner`` gives every object to the admin role instead.
+    ``check_only`` makes only the checks that can refuse (selection,
+    ``--into``, data in the way, the client's version) and changes nothing;
+    it trusts that the caller has verified the archive, and reports no
+    datasets.
     """
     started = time.monotonic()
-    verify_archive(archive, on_progress=on_progress)
+    if not check_only:
+        verify_archive(archive, on_progress=on_progress)
     manifest = read_archive(archive).manifest
     if manifest.target != "postgres":
         raise BackupError(f"{archive} is a {manifest.target} archive, not a postgres one")
@@ -724,6 +730,8 @@ def restore_postgres(
                 "beside it with --into NEW_NAME, or replace it with --force."
             )
         _check_client(source.tools, "pg_restore", server_major)
+        if check_only:
+            return RestoreReport(archive, "postgres", (), time.monotonic() - started)
         leftovers = _drop_leftovers(admin)
         created_roles: list[str] = []
         if not no_owner:

@@ -275,6 +275,7 @@ def restore_redis(
     dbs: Sequence[int] | None = None,
     into: int | None = None,
     force: bool = False,
+    check_only: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> RestoreReport:
     """Restore ``dbs`` (every DB in the archive by default) from ``archive``.
@@ -292,9 +293,13 @@ def restore_redis(
     was, and the next restore removes the leftover scratch DB. The server
     needs memory for both copies of the DB at once: under ``allkeys-lru``
     keys evicted meanwhile fail the count check, and the target is kept.
+
+    ``check_only`` makes only the checks that can refuse and changes
+    nothing (the caller has verified the archive); it reports no datasets.
     """
     started = time.monotonic()
-    verify_archive(archive, on_progress=on_progress)
+    if not check_only:
+        verify_archive(archive, on_progress=on_progress)
     manifest = read_archive(archive).manifest
     if manifest.target != "redis":
         raise BackupError(f"{archive} is a {manifest.target} archive, not a redis one")
@@ -319,6 +324,8 @@ def restore_redis(
             f"not restoring over existing data: {listing}. Nothing was changed. Restore into "
             "another DB with --into N, or replace the keys with --force."
         )
+    if check_only:
+        return RestoreReport(archive, "redis", (), time.monotonic() - started)
     results = _restore_swapped(config, archive, plans, force=force, on_progress=on_progress)
     return RestoreReport(archive, "redis", tuple(results), time.monotonic() - started)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -81,6 +82,8 @@ def test_status_warns_and_the_override_lets_down_act(
     project = _project(throwaway_env)
     status = run_inv("status", "--service", "redis", env_file=throwaway_env)
     assert f"created from {other_checkout}, not this checkout" in status.stderr
+    listing = run_inv("backups", env_file=throwaway_env)
+    assert listing.returncode == 0, listing.stderr
 
     monkeypatch.setenv("INFRA_ALLOW_FOREIGN_PROJECT", "1")
     dry = run_inv("provision", "--dry-run", "--service", "auth-service", env_file=throwaway_env)
@@ -102,7 +105,15 @@ def test_env_files_readable_by_others_are_tightened_with_a_warning(
     settings: StackSettings, tmp_path: Path
 ) -> None:
     env_copy = tmp_path / ".env"
-    shutil.copyfile(ROOT / ".env", env_copy)
+    # The child sees only this file, so it names the project the shell may
+    # have exported instead (CI exports COMPOSE_PROJECT_NAME).
+    text = re.sub(
+        r"^COMPOSE_PROJECT_NAME=.*$",
+        f"COMPOSE_PROJECT_NAME={settings.compose_project_name}",
+        (ROOT / ".env").read_text(),
+        flags=re.MULTILINE,
+    )
+    env_copy.write_text(text)
     env_copy.chmod(0o644)
     old_copy = tmp_path / ".env.bak-20260101000000"
     shutil.copyfile(ROOT / ".env", old_copy)

@@ -184,3 +184,32 @@ def test_acl_users_survive_a_redis_restart(
     env = read_service_env(env_dir, "board-service").values
     with redis.Redis.from_url(env["REDIS_URL"]) as client:
         assert client.ping()
+
+
+@pytest.mark.parametrize("skipped", ["postgres", "redis", "storage", "livekit"])
+def test_a_backend_left_out_keeps_its_keys_and_the_next_full_run_changes_nothing(
+    settings: StackSettings, env_dir: Path, provisioned: ProvisionReport, skipped: str
+) -> None:
+    # `inv up --service redis` provisions Redis alone; the other backends'
+    # credentials must survive it, or the next full run would rotate them.
+    before = {s.name: read_service_env(env_dir, s.name).values for s in MANIFEST}
+    configs: dict[str, object] = {
+        "postgres": PostgresConfig.from_stack(settings),
+        "redis": RedisConfig.from_stack(settings),
+        "storage": S3Config.from_stack(settings),
+        "livekit": LiveKitConfig.from_stack(settings),
+    }
+    configs[skipped] = None
+    provision(MANIFEST, env_dir=env_dir, **configs)  # type: ignore[arg-type]
+    after = {s.name: read_service_env(env_dir, s.name).values for s in MANIFEST}
+    assert after == before
+    again = _provision(settings)
+    assert not again.changed, [r for r in again.rows if r.change != "unchanged"]
+
+
+def test_env_folders_it_creates_are_private(settings: StackSettings, tmp_path: Path) -> None:
+    env_dir = tmp_path / "env" / "project"
+    provision(MANIFEST, env_dir=env_dir, postgres=None, redis=None, services=["auth-service"])
+    assert (env_dir / "auth-service.env").stat().st_mode & 0o777 == 0o600
+    for folder in (env_dir, env_dir.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder

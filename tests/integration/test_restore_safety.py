@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -152,6 +153,38 @@ def _clear(client: Minio, bucket: str) -> None:
 # -- item 1: every archive is checked before any target changes ---------------
 
 
+@dataclass(frozen=True)
+class _ThreeArchives:
+    database: str
+    bucket: str
+    minio_archive: Path
+
+
+def _back_up_three(
+    stack: Stack,
+    pg: Pg,
+    rdb: redis.Redis,
+    redis_config: RedisConfig,
+    buckets: Buckets,
+    store: S3Config,
+    dest: Path,
+    label: str,
+) -> _ThreeArchives:
+    """A table of 50 rows, a Redis key and an object, each backed up into ``dest``."""
+    database = pg.database(label)
+    with pg.connect(database) as conn:
+        conn.execute("CREATE TABLE item (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO item SELECT generate_series(1, 50)")
+    rdb.set("state", "backed up")
+    bucket = buckets.name(label)
+    store.client().make_bucket(bucket)
+    _put(store.client(), bucket, {"a.txt": b"backed up"})
+    backup_postgres(PostgresSource.from_stack(stack), dest, databases=[database])
+    backup_redis(redis_config, dest, dbs=[DB])
+    minio_archive = backup_minio(store, dest, scopes=[BucketScope(bucket)]).path
+    return _ThreeArchives(database, bucket, minio_archive)
+
+
 def test_restore_of_all_targets_checks_every_archive_first(
     stack: Stack,
     pg: Pg,
@@ -162,33 +195,48 @@ def test_restore_of_all_targets_checks_every_archive_first(
     tmp_path: Path,
 ) -> None:
     dest = tmp_path / "archives"
-    database = pg.database("multi")
-    with pg.connect(database) as conn:
-        conn.execute("CREATE TABLE item (id int PRIMARY KEY)")
-        conn.execute("INSERT INTO item SELECT generate_series(1, 50)")
-    rdb.set("state", "backed up")
+    made = _back_up_three(stack, pg, rdb, redis_config, buckets, store, dest, "multi")
     client = store.client()
-    bucket = buckets.name("multi")
-    client.make_bucket(bucket)
-    _put(client, bucket, {"a.txt": b"backed up"})
-    backup_postgres(PostgresSource.from_stack(stack), dest, databases=[database])
-    backup_redis(redis_config, dest, dbs=[DB])
-    minio_archive = backup_minio(store, dest, scopes=[BucketScope(bucket)]).path
-
-    with pg.connect(database) as conn:
+    with pg.connect(made.database) as conn:
         conn.execute("DELETE FROM item WHERE id > 10")
     rdb.set("state", "changed since")
-    _put(client, bucket, {"a.txt": b"changed since", "b.txt": b"new"})
-    flip_byte(minio_archive / "objects.tar.gz")
+    _put(client, made.bucket, {"a.txt": b"changed since", "b.txt": b"new"})
+    flip_byte(made.minio_archive / "objects.tar.gz")
 
     result = run_inv("restore", "--dir", str(dest), "--force", "--quiet")
 
     assert result.returncode != 0
     assert "objects.tar.gz has sha256" in result.stderr, result.stderr
-    with pg.connect(database) as conn:
+    with pg.connect(made.database) as conn:
         assert conn.execute("SELECT count(*) FROM item").fetchone() == (10,)
     assert rdb.get("state") == b"changed since"
-    assert _object_set(client, bucket) == {"a.txt": b"changed since", "b.txt": b"new"}
+    assert _object_set(client, made.bucket) == {"a.txt": b"changed since", "b.txt": b"new"}
+
+
+def test_restore_of_all_targets_without_force_refuses_before_any_change(
+    stack: Stack,
+    pg: Pg,
+    rdb: redis.Redis,
+    redis_config: RedisConfig,
+    buckets: Buckets,
+    store: S3Config,
+    tmp_path: Path,
+) -> None:
+    # PostgreSQL alone would restore (its database is gone), but Redis holds
+    # keys: the refusal must come before PostgreSQL is touched.
+    dest = tmp_path / "archives"
+    made = _back_up_three(stack, pg, rdb, redis_config, buckets, store, dest, "refuse")
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(made.database)))
+    rdb.set("state", "changed since")
+
+    result = run_inv("restore", "--dir", str(dest), "--quiet")
+
+    assert result.returncode == 3, result.stderr
+    assert "not restoring over existing data" in result.stderr
+    assert f"DB {DB} holds" in result.stderr
+    assert not pg.exists(made.database)
+    assert rdb.get("state") == b"changed since"
 
 
 def test_restore_from_s3_downloads_and_checks_every_archive_first(

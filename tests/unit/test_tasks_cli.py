@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ TASKS = [
 ]
 
 
-def _inv(*args: str) -> subprocess.CompletedProcess[str]:
+def _inv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=ROOT,
@@ -40,6 +41,7 @@ def _inv(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        env=env,
     )
 
 
@@ -179,12 +181,14 @@ def test_env_of_a_service_not_in_the_manifest_says_so(tmp_path: Path) -> None:
     text = target.read_text().replace("COMPOSE_PROJECT_NAME=infra\n", "COMPOSE_PROJECT_NAME=none\n")
     target.write_text(text)
 
-    unknown = _inv("env", "nosuch-service", "--env-file", str(target))
+    # The file's project, not one the shell exports (CI exports one).
+    environ = {k: v for k, v in os.environ.items() if k != "COMPOSE_PROJECT_NAME"}
+    unknown = _inv("env", "nosuch-service", "--env-file", str(target), env=environ)
     assert unknown.returncode == 2
     assert "no service 'nosuch-service' in" in unknown.stderr
     assert "known: user-service, auth-service" in unknown.stderr
     assert "inv provision" not in unknown.stderr
 
-    unprovisioned = _inv("env", "board-service", "--env-file", str(target))
+    unprovisioned = _inv("env", "board-service", "--env-file", str(target), env=environ)
     assert unprovisioned.returncode == 2
     assert "run `inv provision`" in unprovisioned.stderr
