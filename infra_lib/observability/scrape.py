@@ -85,6 +85,11 @@ STACK_JOBS: tuple[ScrapeJob, ...] = (
         "minio", "minio:9000", "/minio/v2/metrics/cluster", bearer_token_file=MINIO_TOKEN_FILE
     ),
     ScrapeJob("livekit", f"livekit:{LIVEKIT_METRICS_PORT}"),
+    ScrapeJob("victorialogs", "victorialogs:9428"),
+    # The collector's own telemetry (service.telemetry in its config).
+    ScrapeJob("otelcol", "otelcol:8888"),
+    # Jaeger's admin port serves its metrics.
+    ScrapeJob("jaeger", "jaeger:14269"),
 )
 
 

@@ -24,10 +24,13 @@ __all__ = [
     "ProbeResult",
     "probe",
     "probe_coturn",
+    "probe_jaeger",
+    "probe_otelcol",
     "probe_livekit",
     "probe_minio",
     "probe_postgres",
     "probe_redis",
+    "probe_victorialogs",
     "stun_binding",
     "wait_for",
 ]
@@ -201,6 +204,44 @@ def probe_victoriametrics(settings: StackSettings, *, timeout: float = 2.0) -> s
     return "GET /health: OK"
 
 
+def probe_victorialogs(settings: StackSettings, *, timeout: float = 2.0) -> str:
+    """``GET /health`` of the observability layer's log store."""
+    url = f"http://{settings.url_host}:{settings.logs_port}/health"
+    body = _http(url, "victorialogs", "VictoriaLogs", timeout=timeout)
+    if body.strip() != b"OK":
+        raise ServiceUnavailable(
+            f"VictoriaLogs at {url} answered {body!r}, not OK", service="victorialogs"
+        )
+    return "GET /health: OK"
+
+
+def probe_jaeger(settings: StackSettings, *, timeout: float = 2.0) -> str:
+    """``GET /api/services`` of the trace store's query API."""
+    url = f"http://{settings.url_host}:{settings.traces_ui_port}/api/services"
+    _http(url, "jaeger", "Jaeger", timeout=timeout)
+    return "GET /api/services: 200"
+
+
+def probe_otelcol(settings: StackSettings, *, timeout: float = 2.0) -> str:
+    """An empty OTLP/HTTP export to the collector, which a running receiver accepts."""
+    url = f"http://{settings.url_host}:{settings.otlp_http_port}/v1/logs"
+    _http(url, "otelcol", "the OpenTelemetry Collector", timeout=timeout, json_body=b"{}")
+    return "OTLP/HTTP POST /v1/logs: 200"
+
+
+def _http(
+    url: str, service: str, what: str, *, timeout: float, json_body: bytes | None = None
+) -> bytes:
+    request = urllib.request.Request(url, data=json_body, method="GET" if json_body is None else "POST")
+    if json_body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return bytes(response.read(64))
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceUnavailable(f"{what} at {url} does not answer: {exc}", service=service) from exc
+
+
 PROBES: dict[str, Callable[..., str]] = {
     "postgres": probe_postgres,
     "redis": probe_redis,
@@ -208,6 +249,9 @@ PROBES: dict[str, Callable[..., str]] = {
     "livekit": probe_livekit,
     "coturn": probe_coturn,
     "victoriametrics": probe_victoriametrics,
+    "victorialogs": probe_victorialogs,
+    "jaeger": probe_jaeger,
+    "otelcol": probe_otelcol,
 }
 
 

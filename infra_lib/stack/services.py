@@ -119,6 +119,24 @@ PROFILE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
         ServiceSpec("vmalert", (), "(via :{metrics_port}/api/v1/alerts)", "observability"),
         ServiceSpec("postgres-exporter", (), "(internal :9187)", "observability"),
         ServiceSpec("redis-exporter", (), "(internal :9121)", "observability"),
+        ServiceSpec(
+            "victorialogs",
+            (PublishedPort("LOGS_PORT", "tcp"),),
+            "http://{url_host}:{logs_port}/select/vmui",
+            profile="observability",
+        ),
+        ServiceSpec(
+            "jaeger",
+            (PublishedPort("TRACES_UI_PORT", "tcp"),),
+            "http://{url_host}:{traces_ui_port}",
+            profile="observability",
+        ),
+        ServiceSpec(
+            "otelcol",
+            (PublishedPort("OTLP_GRPC_PORT", "tcp"), PublishedPort("OTLP_HTTP_PORT", "tcp")),
+            "http://{url_host}:{otlp_http_port} (OTLP; gRPC :{otlp_grpc_port})",
+            profile="observability",
+        ),
     ),
 }
 

@@ -26,6 +26,8 @@ KNOWN_PROFILES: tuple[str, ...] = ("observability",)
 
 # What VictoriaMetrics accepts for -retentionPeriod and Prometheus for intervals.
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
+# What Jaeger's badger TTL takes: a Go duration, which has no days.
+_GO_DURATION = re.compile(r"^[1-9][0-9]*(s|m|h)$")
 
 # Compose's own rule for project names.
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -85,6 +87,12 @@ class StackSettings(BaseSettings):
     metrics_retention: str = "7d"
     metrics_scrape_interval: str = "10s"
     victoriametrics_image: str = "victoriametrics/victoria-metrics:v1.151.0"
+    logs_port: Port = 9428
+    logs_retention: str = "7d"
+    otlp_grpc_port: Port = 4317
+    otlp_http_port: Port = 4318
+    traces_ui_port: Port = 16686
+    traces_retention: str = "168h"
 
     #: Components the smoke suite leaves out because they are not deployed
     #: here (comma-separated: postgres, redis, storage, livekit, coturn).
@@ -100,11 +108,18 @@ class StackSettings(BaseSettings):
             )
         return value
 
-    @field_validator("metrics_retention", "metrics_scrape_interval")
+    @field_validator("metrics_retention", "metrics_scrape_interval", "logs_retention")
     @classmethod
     def _duration(cls, value: str) -> str:
         if not _DURATION.fullmatch(value):
             raise ValueError("must be a duration such as 15s, 5m, 12h, 7d, 4w or 1y")
+        return value
+
+    @field_validator("traces_retention")
+    @classmethod
+    def _go_duration(cls, value: str) -> str:
+        if not _GO_DURATION.fullmatch(value):
+            raise ValueError("must be a duration in hours, minutes or seconds, such as 168h")
         return value
 
     @field_validator("infra_profiles")

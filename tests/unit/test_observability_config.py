@@ -230,7 +230,11 @@ def test_every_service_of_the_layer_is_in_its_profile() -> None:
     assert names == [s.name for s in PROFILE_SERVICES["observability"]]
     # Published ports bind to INFRA_BIND_ADDRESS, like the rest of the stack.
     assert re.findall(r'"\$\{INFRA_BIND_ADDRESS:-127\.0\.0\.1\}:\$\{(\w+):-\d+\}', text) == [
-        "METRICS_PORT"
+        "METRICS_PORT",
+        "LOGS_PORT",
+        "TRACES_UI_PORT",
+        "OTLP_GRPC_PORT",
+        "OTLP_HTTP_PORT",
     ]
 
 
@@ -244,6 +248,9 @@ def test_env_example_documents_the_layer() -> None:
         "VMALERT_IMAGE",
         "POSTGRES_EXPORTER_IMAGE",
         "REDIS_EXPORTER_IMAGE",
+        "VICTORIALOGS_IMAGE",
+        "OTELCOL_IMAGE",
+        "JAEGER_IMAGE",
     ):
         assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", values[key]), key
 
