@@ -482,6 +482,8 @@ def _provision(
 ) -> ProvisionReport:
     from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.manifest import load_manifest
+    from infra_lib.observability.layer import is_enabled
+    from infra_lib.observability.otlp import OtlpEndpoints
     from infra_lib.postgres.config import PostgresConfig
     from infra_lib.provision import provision as run_provision
     from infra_lib.redis.config import RedisConfig
@@ -494,6 +496,7 @@ def _provision(
         redis=RedisConfig.from_stack(stack.settings) if redis else None,
         storage=S3Config.from_stack(stack.settings) if storage else None,
         livekit=LiveKitConfig.from_stack(stack.settings),
+        otlp=OtlpEndpoints.from_stack(stack.settings) if is_enabled(stack.settings) else None,
         services=services,
         dry_run=dry_run,
     )

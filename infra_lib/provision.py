@@ -24,6 +24,7 @@ from infra_lib.stack.envfile import parse_env_lines, write_private_file
 
 if TYPE_CHECKING:
     from infra_lib.livekit.config import LiveKitConfig
+    from infra_lib.observability.otlp import OtlpEndpoints
     from infra_lib.postgres.config import PostgresConfig
     from infra_lib.postgres.provisioner import ObjectPlan
     from infra_lib.redis.config import RedisConfig
@@ -120,6 +121,7 @@ def provision(
     redis: RedisConfig | None,
     storage: S3Config | None = None,
     livekit: LiveKitConfig | None = None,
+    otlp: OtlpEndpoints | None = None,
     services: Sequence[str] | None = None,
     dry_run: bool = False,
     lock_timeout: float = 300.0,
@@ -130,6 +132,9 @@ def provision(
     ``postgres``, ``redis`` and ``storage`` are admin connections (None
     skips that backend); services that use LiveKit get ``livekit``'s URL and
     API key pair (LiveKit has no per-service keys without a server restart).
+    With ``otlp`` (the observability layer is on) every service gets
+    ``OTEL_SERVICE_NAME`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``; without it the
+    ``OTEL_*`` keys a service's env file has are kept, like a skipped backend's.
     ``services`` limits the run to some services. With ``dry_run`` nothing
     is changed and the report shows the plan.
 
@@ -146,10 +151,12 @@ def provision(
     """
     chosen = [manifest.service(name) for name in services] if services else list(manifest)
     if dry_run:
-        return _run(manifest, chosen, env_dir, postgres, redis, storage, livekit, True, None)
+        return _run(manifest, chosen, env_dir, postgres, redis, storage, livekit, otlp, True, None)
     with _serialised(env_dir, postgres, lock_timeout):
         # Read the env files only now: a run that held the lock may have written them.
-        return _run(manifest, chosen, env_dir, postgres, redis, storage, livekit, False, on_applied)
+        return _run(
+            manifest, chosen, env_dir, postgres, redis, storage, livekit, otlp, False, on_applied
+        )
 
 
 def _private_dirs(path: Path) -> None:
@@ -200,6 +207,7 @@ def _run(
     redis: RedisConfig | None,
     storage: S3Config | None,
     livekit: LiveKitConfig | None,
+    otlp: OtlpEndpoints | None,
     dry_run: bool,
     on_applied: Callable[[str], None] | None,
 ) -> ProvisionReport:
@@ -234,6 +242,11 @@ def _run(
                         "LIVEKIT_API_SECRET": livekit.api_secret,
                     }
                 )
+    if otlp is None:
+        _keep(chosen, existing, values, "otlp")
+    else:
+        for service in chosen:
+            values[service.name].update(otlp.env_for(service))
 
     before = {s.name: _read_text(env_path(env_dir, s.name)) for s in chosen}
     if dry_run:
@@ -290,6 +303,8 @@ _BACKEND_KEYS: dict[str, tuple[str, ...]] = {
     "redis": ("REDIS_",),
     "storage": ("S3_",),
     "livekit": ("LIVEKIT_",),
+    # Written for every service while the observability layer is on.
+    "otlp": ("OTEL_",),
 }
 
 
@@ -302,7 +317,7 @@ def _keep(
     """Carry a skipped backend's keys over from each service's current env file."""
     prefixes = _BACKEND_KEYS[backend]
     for service in chosen:
-        if getattr(service, backend) is None:
+        if backend != "otlp" and getattr(service, backend) is None:
             continue
         for key, value in existing[service.name].items():
             if key.startswith(prefixes):

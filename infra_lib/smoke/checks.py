@@ -239,7 +239,36 @@ def build_checks(
         checks.append(
             Check("metrics targets up", "observability", "(stack)", _observability(target))
         )
+        checks.append(
+            Check("container log found", "observability", "(stack)", _log_round_trip(target))
+        )
+        checks.append(
+            Check("otlp span round trip", "observability", "(stack)", _span_round_trip(target))
+        )
     return checks
+
+
+# The pipeline batches for 1 s and the stores make data searchable within a
+# few seconds; 30 s leaves room on a loaded CI machine.
+PIPELINE_TIMEOUT = 30.0
+
+
+def _log_round_trip(target: SmokeTarget) -> Callable[[], str]:
+    def check() -> str:
+        from infra_lib.observability.pipeline import container_log_round_trip
+
+        return container_log_round_trip(target.settings, timeout=PIPELINE_TIMEOUT)
+
+    return check
+
+
+def _span_round_trip(target: SmokeTarget) -> Callable[[], str]:
+    def check() -> str:
+        from infra_lib.observability.pipeline import span_round_trip
+
+        return span_round_trip(target.settings, timeout=PIPELINE_TIMEOUT)
+
+    return check
 
 
 def _observability(target: SmokeTarget) -> Callable[[], str]:
