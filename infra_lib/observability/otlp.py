@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from infra_lib.manifest import ServiceManifest
 from infra_lib.stack.settings import StackSettings
 
-__all__ = ["OTEL_KEYS_PREFIX", "COLLECTOR_SERVICE", "OtlpEndpoints"]
+__all__ = ["COLLECTOR_SERVICE", "OTEL_KEYS_PREFIX", "OtlpEndpoints"]
 
 #: Every env-file key this module writes starts with it.
 OTEL_KEYS_PREFIX = "OTEL_"

@@ -19,9 +19,7 @@ from infra_lib.stack.settings import StackSettings
 __all__ = ["TraceStore", "send_span"]
 
 
-def send_span(
-    otlp_http_url: str, *, service_name: str, name: str, timeout: float = 5.0
-) -> str:
+def send_span(otlp_http_url: str, *, service_name: str, name: str, timeout: float = 5.0) -> str:
     """Export one finished span to ``otlp_http_url`` (``/v1/traces``); its trace id (hex)."""
     trace_id = secrets.token_hex(16)
     now = time.time_ns()
@@ -71,6 +69,22 @@ class TraceStore:
     def from_stack(cls, settings: StackSettings) -> TraceStore:
         """The compose stack's trace store as seen from this host."""
         return cls(f"http://{settings.url_host}:{settings.traces_ui_port}")
+
+    def services(self) -> list[str]:
+        """The service names the store holds spans of (what the UI's search lists)."""
+        body = request(
+            f"{self.base_url}/api/services",
+            service="jaeger",
+            what=f"the trace store at {self.base_url}",
+            timeout=self.timeout,
+        )
+        try:
+            return [str(name) for name in json.loads(body)["data"] or ()]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ServiceUnavailable(
+                f"the trace store at {self.base_url} sent an unexpected service list",
+                service="jaeger",
+            ) from exc
 
     def trace(self, trace_id: str) -> list[dict[str, Any]] | None:
         """The spans of trace ``trace_id`` (Jaeger's JSON), or None if it has none yet."""

@@ -25,9 +25,9 @@ __all__ = [
     "probe",
     "probe_coturn",
     "probe_jaeger",
-    "probe_otelcol",
     "probe_livekit",
     "probe_minio",
+    "probe_otelcol",
     "probe_postgres",
     "probe_redis",
     "probe_victorialogs",
@@ -232,14 +232,11 @@ def probe_otelcol(settings: StackSettings, *, timeout: float = 2.0) -> str:
 def _http(
     url: str, service: str, what: str, *, timeout: float, json_body: bytes | None = None
 ) -> bytes:
-    request = urllib.request.Request(url, data=json_body, method="GET" if json_body is None else "POST")
-    if json_body is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return bytes(response.read(64))
-    except (urllib.error.URLError, OSError) as exc:
-        raise ServiceUnavailable(f"{what} at {url} does not answer: {exc}", service=service) from exc
+    from infra_lib.observability.http import request
+
+    return request(
+        url, service=service, what=f"{what} at {url}", timeout=timeout, json_body=json_body
+    )[:64]
 
 
 PROBES: dict[str, Callable[..., str]] = {
