@@ -447,6 +447,9 @@ def status(
         "service": "One service's logs (default: all); `inv logs postgres` works too.",
         "follow": "Keep streaming until Ctrl-C.",
         "tail": "Lines of history to show (default 100).",
+        "query": "Search the log store instead (observability layer): a LogsQL query, "
+        "e.g. 'error _time:1h'; with SERVICE, that service's lines only; newest first, "
+        "at most --tail lines.",
         "env-file": "Use this env file instead of .env.",
     },
 )
@@ -455,11 +458,21 @@ def logs(
     service: str | None = None,
     follow: bool = False,
     tail: int = 100,
+    query: str | None = None,
     env_file: str | None = None,
 ) -> None:
     """Show the logs of the stack or of one service."""
     with _errors():
         stack = _stack(env_file, guard=False)
+        if query is not None:
+            from infra_lib.observability.layer import require_enabled
+            from infra_lib.observability.logstore import LogStore, format_record, search_query
+
+            require_enabled(stack.settings)
+            logsql = search_query(query, project=stack.project_name, service=service)
+            for record in LogStore.from_stack(stack.settings).query(logsql, limit=tail):
+                print(format_record(record))
+            return
         if follow:
             try:
                 for line in stack.follow_logs(service, tail=tail):

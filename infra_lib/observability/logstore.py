@@ -17,12 +17,33 @@ from infra_lib.errors import ServiceUnavailable
 from infra_lib.observability.http import request
 from infra_lib.stack.settings import StackSettings
 
-__all__ = ["LogStore", "stream_filter"]
+__all__ = ["LogStore", "format_record", "search_query", "stream_filter"]
 
 
 def stream_filter(fields: Mapping[str, str]) -> str:
     """A LogsQL stream filter, ``{compose.service="redis",...}``, values quoted for LogsQL."""
     return "{" + ",".join(f"{name}={json.dumps(value)}" for name, value in fields.items()) + "}"
+
+
+def search_query(query: str, *, project: str | None = None, service: str | None = None) -> str:
+    """``query`` (LogsQL) narrowed to a compose project and service, newest first.
+
+    ``inv logs --query`` uses it: ``project`` keeps other stacks' containers
+    out (the collector reads every container on the engine).
+    """
+    fields = {}
+    if project is not None:
+        fields["compose.project"] = project
+    if service is not None:
+        fields["compose.service"] = service
+    prefix = f"{stream_filter(fields)} " if fields else ""
+    return f"{prefix}({query}) | sort by (_time desc)"
+
+
+def format_record(record: Mapping[str, Any]) -> str:
+    """One record as ``time service | message`` for a terminal."""
+    where = record.get("container.name") or record.get("service.name") or "-"
+    return f"{record.get('_time', '-')} {where} | {record.get('_msg', '')}"
 
 
 class LogStore:

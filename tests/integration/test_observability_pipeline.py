@@ -146,6 +146,12 @@ def test_stack_services_logs_carry_their_labels(layer: Stack, logs: LogStore) ->
     # Written by the check itself (a line on the log store container's stdout).
     detail = container_log_round_trip(layer.settings, timeout=WAIT)
     assert f"{layer.project_name}-victorialogs-1" in detail
+    # The same lines through `inv logs --query`, narrowed to this project and service.
+    result = run_inv("logs", "victorialogs", "--query", '"infra-smoke-log" _time:1h', "--tail", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert f"{layer.project_name}-victorialogs-1 | infra-smoke-log-" in lines[0]
 
 
 def test_otlp_trace_from_the_sdk_is_in_jaeger(otlp_url: str, traces: TraceStore) -> None:
