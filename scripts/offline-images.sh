@@ -77,7 +77,7 @@ readonly OTELCOL_VERSION=v0.165.0
 # Jaeger's go.mod has a replace directive, which `go install module@version`
 # refuses: the module is downloaded and cmd/all-in-one built inside it.
 readonly JAEGER_MODULE=github.com/jaegertracing/jaeger
-readonly JAEGER_VERSION=v1.76.0
+readonly JAEGER_VERSION=v1.75.0
 
 readonly BASE_REPO=infra-lib-standin/base
 readonly STANDIN_REPO=infra-lib-standin
@@ -407,7 +407,11 @@ main() {
 		else
 			local module version
 			read -r module version _ <<<"${GO_PROGRAM[$prog]}"
-			step "go install $module@$version" build_go "$prog"
+			case "${GO_HOW[$prog]:-install}" in
+				builder) step "otelcol builder $version (manifest scripts/standins/otelcol)" build_go "$prog" ;;
+				in-module) step "go build $module/cmd/all-in-one@$version" build_go "$prog" ;;
+				*) step "go install $module@$version" build_go "$prog" ;;
+			esac
 		fi
 	done
 
