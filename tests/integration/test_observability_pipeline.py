@@ -11,8 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -167,6 +171,25 @@ def test_otlp_trace_from_the_sdk_is_in_jaeger(otlp_url: str, traces: TraceStore)
     assert sorted(span["operationName"] for span in spans) == ["child", "parent"]
     # The UI's search lists it under its service name.
     _until("the service in Jaeger's list", lambda: service in traces.services(), timeout=WAIT)
+
+
+def test_otlp_log_from_the_sdk_is_in_victorialogs(otlp_url: str, logs: LogStore) -> None:
+    service = f"pipeline-test-{uuid.uuid4().hex[:8]}"
+    provider = LoggerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_log_record_processor(
+        SimpleLogRecordProcessor(OTLPLogExporter(f"{otlp_url}/v1/logs"))
+    )
+    provider.get_logger("tests").emit(
+        LogRecord(
+            body=f"sent over OTLP by {service}",
+            severity_text="WARN",
+            severity_number=SeverityNumber.WARN,
+        )
+    )
+    provider.shutdown()
+    records = logs.wait_for(stream_filter({"service.name": service}), timeout=WAIT)
+    assert records[0]["_msg"] == f"sent over OTLP by {service}"
+    assert records[0]["severity_text"] == "WARN"
 
 
 def test_otlp_metric_from_the_sdk_is_in_victoriametrics(layer: Stack, otlp_url: str) -> None:
