@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,8 +79,10 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
     )
     text = render_scrape_config(settings, build_scrape_jobs(manifest))
     paths.make_dirs()
-    scratch = paths.root / "check"
-    scratch.mkdir(mode=0o700, exist_ok=True)
+    # One folder per run: concurrent runs (`inv provision` in parallel, or
+    # `up` beside `provision`) would otherwise delete each other's candidate
+    # while its check runs. mkdtemp makes it 0700.
+    scratch = Path(tempfile.mkdtemp(prefix="check-", dir=paths.root))
     try:
         candidate = scratch / "scrape.yml"
         write_private_file(candidate, text)

@@ -216,6 +216,27 @@ def test_manifest_service_on_the_host_is_scraped(
         reload(layer)
 
 
+def test_concurrent_prepares_keep_their_own_candidate_config(layer: Stack, env_dir: Path) -> None:
+    # Parallel `inv provision` runs each check a candidate; a shared scratch
+    # folder let one run delete another's file while VictoriaMetrics read it.
+    manifest = load_manifest(ROOT / "infra.toml")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            prepare(layer, manifest, env_dir, dry_run=True)
+        except BaseException as exc:  # noqa: BLE001 - collected and reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert not list(LayerPaths(env_dir).root.glob("check*")), "scratch folders left behind"
+
+
 def test_server_checker_rejects_a_bad_scrape_config(layer: Stack, tmp_path: Path) -> None:
     bad = tmp_path / "scrape.yml"
     bad.write_text('{"scrape_configs": [{"job_name": "x", "static_configs": [{"targetz": []}]}]}')
