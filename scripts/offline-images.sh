@@ -23,8 +23,8 @@ usage() {
 Usage: scripts/offline-images.sh [--rebuild] [--verbose] [--help]
 
 Build the stand-in images for PostgreSQL, Redis, MinIO (and mc), LiveKit,
-coturn and the observability layer (VictoriaMetrics, vmalert, the PostgreSQL
-and Redis exporters) from Debian packages and pinned Go sources, then write .env.images at
+coturn, the observability layer (VictoriaMetrics, vmalert, the PostgreSQL
+and Redis exporters) and the gateway (nginx) from Debian packages and pinned Go sources, then write .env.images at
 the repository root with POSTGRES_IMAGE=..., REDIS_IMAGE=... and so on.
 
 Each step is skipped when its result exists: a base image or stand-in tag
@@ -67,6 +67,8 @@ readonly VM_MODULE=github.com/VictoriaMetrics/VictoriaMetrics
 readonly VM_VERSION=v1.151.0
 readonly POSTGRES_EXPORTER_VERSION=0.11.1
 readonly REDIS_EXPORTER_VERSION=1.45
+# Gateway (compose/gateway.yaml, profile `gateway`): Debian's nginx.
+readonly NGINX_SERIES=1.22
 
 readonly BASE_REPO=infra-lib-standin/base
 readonly STANDIN_REPO=infra-lib-standin
@@ -83,7 +85,7 @@ readonly DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # Stand-in images, in build order: name -> tag, Debian suite, Go programs to
 # copy into the build context, and the .env.images variables that point at it.
 readonly IMAGES=(postgres redis coturn minio mc livekit-server
-	victoria-metrics vmalert postgres-exporter redis-exporter)
+	victoria-metrics vmalert postgres-exporter redis-exporter nginx)
 declare -Ar TAG=(
 	[postgres]="$STANDIN_REPO/postgres:$POSTGRES_MAJOR-trixie-r$STANDIN_REV"
 	[redis]="$STANDIN_REPO/redis:$REDIS_SERIES-bookworm-r$STANDIN_REV"
@@ -95,12 +97,14 @@ declare -Ar TAG=(
 	[vmalert]="$STANDIN_REPO/vmalert:$VM_VERSION-r$STANDIN_REV"
 	[postgres-exporter]="$STANDIN_REPO/postgres-exporter:$POSTGRES_EXPORTER_VERSION-bookworm-r$STANDIN_REV"
 	[redis-exporter]="$STANDIN_REPO/redis-exporter:$REDIS_EXPORTER_VERSION-bookworm-r$STANDIN_REV"
+	[nginx]="$STANDIN_REPO/nginx:$NGINX_SERIES-bookworm-r$STANDIN_REV"
 )
 declare -Ar SUITE=(
 	[postgres]=trixie [redis]=bookworm [coturn]=bookworm
 	[minio]=bookworm [mc]=bookworm [livekit-server]=bookworm
 	[victoria-metrics]=bookworm [vmalert]=bookworm
 	[postgres-exporter]=bookworm [redis-exporter]=bookworm
+	[nginx]=bookworm
 )
 declare -Ar GO_INPUTS=([minio]="minio mc" [mc]="mc" [livekit-server]="livekit-server"
 	[victoria-metrics]="victoria-metrics" [vmalert]="vmalert")
@@ -109,6 +113,7 @@ declare -Ar ENV_VAR=(
 	[minio]=MINIO_IMAGE [mc]=MC_IMAGE [livekit-server]=LIVEKIT_IMAGE
 	[victoria-metrics]=VICTORIAMETRICS_IMAGE [vmalert]=VMALERT_IMAGE
 	[postgres-exporter]=POSTGRES_EXPORTER_IMAGE [redis-exporter]=REDIS_EXPORTER_IMAGE
+	[nginx]=GATEWAY_IMAGE
 )
 
 # Go programs, in build order: name -> "module version binary-name".

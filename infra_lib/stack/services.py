@@ -120,6 +120,14 @@ PROFILE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
         ServiceSpec("postgres-exporter", (), "(internal :9187)", "observability"),
         ServiceSpec("redis-exporter", (), "(internal :9121)", "observability"),
     ),
+    "gateway": (
+        ServiceSpec(
+            "gateway",
+            (PublishedPort("GATEWAY_HTTP_PORT", "tcp"), PublishedPort("GATEWAY_HTTPS_PORT", "tcp")),
+            "https://{gateway_host}:{gateway_https_port}",
+            profile="gateway",
+        ),
+    ),
 }
 
 

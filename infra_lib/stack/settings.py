@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,10 +22,14 @@ __all__ = ["KNOWN_PROFILES", "Port", "StackSettings", "load_stack_settings"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 #: Compose profiles of ``compose/*.yaml`` that ``INFRA_PROFILES`` may switch on.
-KNOWN_PROFILES: tuple[str, ...] = ("observability",)
+KNOWN_PROFILES: tuple[str, ...] = ("observability", "gateway")
 
 # What VictoriaMetrics accepts for -retentionPeriod and Prometheus for intervals.
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
+
+# What nginx accepts for sizes and times (client_max_body_size, proxy_read_timeout).
+_NGINX_SIZE = re.compile(r"^[0-9]+[kmg]?$")
+_NGINX_TIME = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
 
 # Compose's own rule for project names.
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -86,6 +90,21 @@ class StackSettings(BaseSettings):
     metrics_scrape_interval: str = "10s"
     victoriametrics_image: str = "victoriametrics/victoria-metrics:v1.151.0"
 
+    #: Gateway (``compose/gateway.yaml``, profile ``gateway``).
+    gateway_image: str = "nginx:1.28.0-alpine"
+    gateway_http_port: Port = 80
+    gateway_https_port: Port = 443
+    #: Name the gateway serves; ``s3.<name>`` and ``livekit.<name>`` lead to
+    #: MinIO and LiveKit. ``localhost`` needs no DNS set-up in browsers.
+    gateway_host: str = "localhost"
+    gateway_max_body_size: str = "10m"
+    gateway_s3_max_body_size: str = "5g"
+    gateway_connect_timeout: str = "5s"
+    gateway_read_timeout: str = "60s"
+    gateway_websocket_timeout: str = "1h"
+    #: ``auto``: HSTS except for localhost names and IP addresses.
+    gateway_hsts: Literal["auto", "on", "off"] = "auto"
+
     #: Components the smoke suite leaves out because they are not deployed
     #: here (comma-separated: postgres, redis, storage, livekit, coturn).
     infra_smoke_skip: str = ""
@@ -106,6 +125,27 @@ class StackSettings(BaseSettings):
         if not _DURATION.fullmatch(value):
             raise ValueError("must be a duration such as 15s, 5m, 12h, 7d, 4w or 1y")
         return value
+
+    @field_validator("gateway_max_body_size", "gateway_s3_max_body_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _NGINX_SIZE.fullmatch(value):
+            raise ValueError("must be a size such as 10m, 512k or 5g (0: no limit)")
+        return value
+
+    @field_validator("gateway_connect_timeout", "gateway_read_timeout", "gateway_websocket_timeout")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not _NGINX_TIME.fullmatch(value):
+            raise ValueError("must be a duration such as 500ms, 5s, 60s, 10m or 1h")
+        return value
+
+    @field_validator("gateway_host")
+    @classmethod
+    def _gateway_host(cls, value: str) -> str:
+        from infra_lib.gateway.hostnames import check_dns_name
+
+        return check_dns_name(value, "GATEWAY_HOST")
 
     @field_validator("infra_profiles")
     @classmethod

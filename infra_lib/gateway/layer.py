@@ -1,0 +1,117 @@
+"""Whether the gateway is on, where its files live, and the public URLs it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra_lib.errors import ConfigError
+from infra_lib.stack.settings import StackSettings
+
+__all__ = ["PROFILE", "SERVICE", "GatewayPaths", "PublicUrls", "is_enabled", "require_enabled"]
+
+#: The Compose profile and service of ``compose/gateway.yaml``.
+PROFILE = "gateway"
+SERVICE = "gateway"
+
+#: Where ``compose/gateway.yaml`` mounts :attr:`GatewayPaths.root`.
+CONTAINER_ROOT = "/etc/nginx/infra"
+
+
+def is_enabled(settings: StackSettings) -> bool:
+    """Whether ``INFRA_PROFILES`` switches the gateway on."""
+    return PROFILE in settings.profiles
+
+
+def require_enabled(settings: StackSettings) -> None:
+    """Raise :class:`ConfigError` saying how to turn the gateway on, unless it is on."""
+    if not is_enabled(settings):
+        raise ConfigError(
+            "the gateway is off in this stack. Turn it on with `inv up --with gateway` "
+            "(remembered as INFRA_PROFILES=gateway in .env)."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPaths:
+    """The gateway's files under a project's env folder (``env/<project>/``).
+
+    :attr:`root` is mounted read-only into the gateway; the CA's key lives
+    beside it in :attr:`ca_dir`, never inside the container.
+    """
+
+    env_dir: Path
+
+    @property
+    def root(self) -> Path:
+        """``env/<project>/gateway``: private (mode 0700), mounted at /etc/nginx/infra."""
+        return self.env_dir / "gateway"
+
+    @property
+    def config_file(self) -> Path:
+        """The nginx config the running gateway reads."""
+        return self.root / "nginx.conf"
+
+    @property
+    def check_dir(self) -> Path:
+        """A candidate config is checked here before it replaces :attr:`config_file`."""
+        return self.root / "check"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The gateway's certificate and key (``cert.pem``, ``key.pem``)."""
+        return self.root / "tls"
+
+    @property
+    def cert_file(self) -> Path:
+        """The leaf certificate, followed by the CA certificate (a full chain)."""
+        return self.tls_dir / "cert.pem"
+
+    @property
+    def key_file(self) -> Path:
+        """The leaf's private key."""
+        return self.tls_dir / "key.pem"
+
+    @property
+    def ca_dir(self) -> Path:
+        """``env/<project>/ca``: the local certificate authority."""
+        return self.env_dir / "ca"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA certificate: what clients and trust stores are given."""
+        return self.ca_dir / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        """The CA's private key; it signs the gateway's certificates."""
+        return self.ca_dir / "ca-key.pem"
+
+    def make_dirs(self) -> None:
+        """Create the folders, private to this user."""
+        for path in (self.env_dir, self.root, self.tls_dir, self.ca_dir):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.chmod(0o700)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicUrls:
+    """Where clients reach the stack through the gateway."""
+
+    base: str
+    s3: str
+    livekit: str
+    http: str
+
+    @classmethod
+    def from_settings(cls, settings: StackSettings) -> PublicUrls:
+        """The URLs for ``GATEWAY_HOST`` and the gateway's ports."""
+        host = settings.gateway_host
+        https = "" if settings.gateway_https_port == 443 else f":{settings.gateway_https_port}"
+        plain = "" if settings.gateway_http_port == 80 else f":{settings.gateway_http_port}"
+        return cls(
+            base=f"https://{host}{https}",
+            s3=f"https://s3.{host}{https}",
+            livekit=f"wss://livekit.{host}{https}",
+            http=f"http://{host}{plain}",
+        )
