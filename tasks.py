@@ -521,6 +521,7 @@ def _provision(
     redis: bool = True,
     storage: bool = True,
 ) -> ProvisionReport:
+    from infra_lib.gateway.layer import GatewayEnv, GatewayPaths, PublicUrls, is_enabled
     from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.manifest import load_manifest
     from infra_lib.postgres.config import PostgresConfig
@@ -537,6 +538,12 @@ def _provision(
         livekit=LiveKitConfig.from_stack(stack.settings),
         services=services,
         dry_run=dry_run,
+        gateway=GatewayEnv(
+            PublicUrls.from_settings(stack.settings),
+            GatewayPaths(_env_dir(stack.project_name)).ca_cert,
+        )
+        if is_enabled(stack.settings)
+        else None,
     )
 
 

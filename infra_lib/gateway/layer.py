@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra_lib.errors import ConfigError
 from infra_lib.stack.settings import StackSettings
 
-__all__ = ["PROFILE", "SERVICE", "GatewayPaths", "PublicUrls", "is_enabled", "require_enabled"]
+if TYPE_CHECKING:
+    from infra_lib.manifest import ServiceManifest
+
+__all__ = [
+    "PROFILE",
+    "SERVICE",
+    "GatewayEnv",
+    "GatewayPaths",
+    "PublicUrls",
+    "is_enabled",
+    "require_enabled",
+]
 
 #: The Compose profile and service of ``compose/gateway.yaml``.
 PROFILE = "gateway"
@@ -115,3 +127,25 @@ class PublicUrls:
             livekit=f"wss://livekit.{host}{https}",
             http=f"http://{host}{plain}",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayEnv:
+    """What provisioning adds to a service's env file while the gateway is on.
+
+    Added beside the direct endpoints, not instead of them: the backend
+    keeps talking to MinIO and LiveKit directly, and hands browsers these
+    (presign for ``S3_GATEWAY_ENDPOINT``, dial ``LIVEKIT_PUBLIC_URL``).
+    """
+
+    urls: PublicUrls
+    ca_file: Path
+
+    def values_for(self, service: ServiceManifest) -> dict[str, str]:
+        """``GATEWAY_URL`` and ``GATEWAY_CA_FILE``, plus the storage and LiveKit URLs it uses."""
+        values = {"GATEWAY_URL": self.urls.base, "GATEWAY_CA_FILE": str(self.ca_file)}
+        if service.storage is not None:
+            values["S3_GATEWAY_ENDPOINT"] = self.urls.s3
+        if service.livekit is not None:
+            values["LIVEKIT_PUBLIC_URL"] = self.urls.livekit
+        return values
