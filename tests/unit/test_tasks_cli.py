@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,16 @@ TASKS = [
     "backups",
     "restore",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_new_project_folders() -> Iterator[None]:
+    """`inv init` makes the project's CA under env/<project>/: remove what a test made."""
+    env = ROOT / "env"
+    before = set(env.iterdir()) if env.is_dir() else set()
+    yield
+    for made in (set(env.iterdir()) if env.is_dir() else set()) - before:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def _inv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
