@@ -133,9 +133,10 @@ class PublicUrls:
 class GatewayEnv:
     """What provisioning adds to a service's env file while the gateway is on.
 
-    Added beside the direct endpoints, not instead of them: the backend
+    Added beside the direct endpoints, not instead of them (and all under
+    ``GATEWAY_``, apart from each backend's own keys): the backend
     keeps talking to MinIO and LiveKit directly, and hands browsers these
-    (presign for ``S3_GATEWAY_ENDPOINT``, dial ``LIVEKIT_PUBLIC_URL``).
+    (presign for ``GATEWAY_S3_ENDPOINT``, dial ``GATEWAY_LIVEKIT_URL``).
     """
 
     urls: PublicUrls
@@ -145,7 +146,7 @@ class GatewayEnv:
         """``GATEWAY_URL`` and ``GATEWAY_CA_FILE``, plus the storage and LiveKit URLs it uses."""
         values = {"GATEWAY_URL": self.urls.base, "GATEWAY_CA_FILE": str(self.ca_file)}
         if service.storage is not None:
-            values["S3_GATEWAY_ENDPOINT"] = self.urls.s3
+            values["GATEWAY_S3_ENDPOINT"] = self.urls.s3
         if service.livekit is not None:
-            values["LIVEKIT_PUBLIC_URL"] = self.urls.livekit
+            values["GATEWAY_LIVEKIT_URL"] = self.urls.livekit
         return values
