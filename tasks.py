@@ -373,12 +373,22 @@ def up(
         observability = is_enabled(stack.settings)
         if observability:
             _observability_up(stack, None)
-        gateway = gateway_enabled(stack.settings)
-        if gateway:
-            # Certificates and a checked config must exist before nginx starts.
-            gateway_report = _gateway_apply(stack, None)
+        gateway = gateway_enabled(stack.settings) and "gateway" in names
         say: Callable[[str], None] | None = print if verbose else None
+        if gateway:
+            # nginx looks MinIO and LiveKit up when it loads its config (and
+            # nginx -t does too): they start first, then the checked config
+            # and certificates are written, then the gateway starts.
+            others = [n for n in names if n != "gateway"]
+            if others:
+                stack.up(others, wait=wait, timeout=timeout, on_output=say)
+            gateway_report = _gateway_apply(stack, None)
         statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say)
+        if gateway:
+            from infra_lib.gateway.apply import reload as reload_gateway
+
+            # A recreated MinIO or LiveKit container has a new address.
+            reload_gateway(stack)
         checks: dict[str, str] = {}
         if wait:
             from infra_lib.stack.probes import wait_for
@@ -799,11 +809,16 @@ def metrics(c: Context, errors: bool = False, env_file: str | None = None) -> No
     },
 )
 def gateway(
-    c: Context, action: str = "reload", manifest: str | None = None, env_file: str | None = None
+    c: Context,
+    action: str | None = None,
+    manifest: str | None = None,
+    env_file: str | None = None,
 ) -> None:
     """Regenerate, check and reload the gateway's config (`inv gateway reload`)."""
     from infra_lib.gateway.layer import require_enabled
 
+    # A positional with a default is never filled by Invoke: None means reload.
+    action = action or "reload"
     with _errors():
         if action not in ("reload", "check"):
             raise Exit(f"unknown action {action!r}: use `reload` or `check`", code=2)

@@ -78,7 +78,8 @@ def check_config(stack: Stack, paths: GatewayPaths, text: str) -> None:
         if _running(stack):
             stack.docker.compose.execute(SERVICE, command, tty=False)
         else:
-            stack.docker.compose.run(SERVICE, command, remove=True, dependencies=False, tty=False)
+            # With its dependencies (MinIO, LiveKit) started: nginx resolves them.
+            stack.docker.compose.run(SERVICE, command, remove=True, tty=False)
     except DockerException as exc:
         output = (exc.stderr or exc.stdout or str(exc)).strip()
         lines = [line for line in output.splitlines() if line.strip()]

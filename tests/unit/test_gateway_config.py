@@ -40,7 +40,7 @@ def test_every_route_is_a_location_with_its_upstream(tmp_path: Path) -> None:
     ws = text.split("location = /ws/chat {", 1)[1].split("}", 1)[0]
     assert "proxy_set_header Connection $connection_upgrade;" in ws
     assert "server_name s3.localhost;" in text and "server_name livekit.localhost;" in text
-    assert "set $infra_upstream minio:9000;" in text
+    assert "server minio:9000 max_fails=0;" in text and "proxy_pass http://stack_s3;" in text
 
 
 def test_redirect_keeps_a_moved_https_port(tmp_path: Path) -> None:

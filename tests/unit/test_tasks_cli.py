@@ -207,3 +207,12 @@ def test_env_of_a_service_not_in_the_manifest_says_so(tmp_path: Path) -> None:
     unprovisioned = _inv("env", "board-service", "--env-file", str(target), env=environ)
     assert unprovisioned.returncode == 2
     assert "run `inv provision`" in unprovisioned.stderr
+
+
+@pytest.mark.parametrize("action", ["reload", "check"])
+def test_gateway_takes_its_action_as_a_word(action: str) -> None:
+    from invoke.parser import Parser
+
+    parser = Parser(contexts=Collection.from_module(tasks).to_contexts())
+    (parsed,) = parser.parse_argv(["gateway", action])
+    assert parsed.args["action"].value == action
