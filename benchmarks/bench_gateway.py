@@ -17,6 +17,7 @@ import http.client
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -83,9 +84,24 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     settings = load_stack_settings(ROOT / ".env", environ=os.environ)
-    if not is_enabled(settings):
-        print("gateway bench: the gateway is off; `inv up --with gateway` first")
-        return 1
+    if is_enabled(settings):
+        return _run(args.seconds, args.threads)
+    # Off by default: switched on for the run and off again afterwards.
+    _inv("up", "--with", "gateway")
+    try:
+        return _run(args.seconds, args.threads)
+    finally:
+        _inv("up", "--without", "gateway", "--no-provision")
+
+
+def _inv(*args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, check=True, capture_output=True
+    )
+
+
+def _run(seconds: float, threads: int) -> int:
+    settings = load_stack_settings(ROOT / ".env", environ=os.environ)
     ca = GatewayPaths(ROOT / "env" / settings.compose_project_name).ca_cert
     context = ssl.create_default_context(cafile=str(ca))
     https_port = settings.gateway_https_port
@@ -98,10 +114,10 @@ def main() -> int:
         # 127.0.0.1 is in the certificate; the Host header picks s3.<host>.
         return http.client.HTTPSConnection("127.0.0.1", https_port, timeout=10, context=context)
 
-    _load(direct, "127.0.0.1", 1.0, args.threads)  # warm-up
-    _load(gateway, f"{s3_name}:{https_port}", 1.0, args.threads)
-    direct_rps, direct_p99 = _load(direct, "127.0.0.1", args.seconds, args.threads)
-    gw_rps, gw_p99 = _load(gateway, f"{s3_name}:{https_port}", args.seconds, args.threads)
+    _load(direct, "127.0.0.1", 1.0, threads)  # warm-up
+    _load(gateway, f"{s3_name}:{https_port}", 1.0, threads)
+    direct_rps, direct_p99 = _load(direct, "127.0.0.1", seconds, threads)
+    gw_rps, gw_p99 = _load(gateway, f"{s3_name}:{https_port}", seconds, threads)
     rate = _handshakes(https_port, context, s3_name, 3.0)
     ratio = gw_rps / direct_rps
     print(f"gateway direct_rps={direct_rps:.0f} direct_p99_ms={direct_p99:.2f}")
