@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["check_dns_name", "is_ip", "is_local_name"]
+__all__ = ["check_dns_name", "is_dns_name", "is_ip", "is_local_name"]
 
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -22,6 +22,15 @@ def check_dns_name(value: str, what: str) -> str:
             "'dev.example.com' (letters, digits, '-', dot-separated)"
         )
     return value
+
+
+def is_dns_name(value: str) -> bool:
+    """Whether :func:`check_dns_name` accepts ``value``."""
+    try:
+        check_dns_name(value, "name")
+    except ValueError:
+        return False
+    return True
 
 
 def is_ip(value: str) -> bool:

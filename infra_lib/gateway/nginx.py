@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infra_lib.gateway.hostnames import is_ip, is_local_name
+from infra_lib.gateway.hostnames import is_dns_name, is_local_name
 from infra_lib.gateway.layer import CONTAINER_ROOT
 from infra_lib.gateway.routes import Route, VirtualHost
 from infra_lib.stack.settings import StackSettings
@@ -171,7 +171,9 @@ def _https_listen(default: bool) -> str:
 
 def _main_server(routes: Sequence[Route], options: GatewayOptions) -> list[str]:
     names = ["localhost", options.host]
-    if not is_ip(options.public_host):
+    # Only a plain DNS name goes into the config; the default server takes
+    # any other Host anyway.
+    if is_dns_name(options.public_host):
         names.append(options.public_host)
     lines = [
         "server {",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from infra_lib._extras import optional_sdks
 from infra_lib.errors import ConfigError
-from infra_lib.gateway.hostnames import is_ip
+from infra_lib.gateway.hostnames import is_dns_name, is_ip
 from infra_lib.gateway.layer import GatewayPaths
 from infra_lib.gateway.routes import stack_hosts
 from infra_lib.stack.envfile import write_private_file
@@ -62,7 +62,10 @@ def certificate_names(settings: StackSettings) -> tuple[str, ...]:
     host = settings.gateway_host
     names = ["localhost", "*.localhost", host, f"*.{host}"]
     names += [f"{v.prefix}.{host}" for v in stack_hosts()]
-    names += [settings.infra_public_host, "127.0.0.1", "::1"]
+    public = settings.infra_public_host
+    if is_ip(public) or is_dns_name(public):
+        names.append(public)
+    names += ["127.0.0.1", "::1"]
     return tuple(dict.fromkeys(names))
 
 

@@ -136,3 +136,15 @@ def test_half_a_ca_is_refused_rather_than_replaced(tmp_path: Path) -> None:
     paths.ca_key.unlink()
     with pytest.raises(ConfigError, match="half of the local CA"):
         ensure_tls(_settings(tmp_path), paths)
+
+
+def test_a_public_host_that_is_no_plain_name_stays_out_of_config_and_certificate(
+    tmp_path: Path,
+) -> None:
+    from infra_lib.gateway.tls import certificate_names
+
+    settings = _settings(tmp_path, INFRA_PUBLIC_HOST="dev.example.com;return")
+    assert "dev.example.com;return" not in _config(settings)
+    assert "dev.example.com;return" not in certificate_names(settings)
+    named = _settings(tmp_path, INFRA_PUBLIC_HOST="box.lan")
+    assert "box.lan" in certificate_names(named) and " box.lan" in _config(named)
