@@ -148,3 +148,48 @@ def test_a_public_host_that_is_no_plain_name_stays_out_of_config_and_certificate
     assert "dev.example.com;return" not in certificate_names(settings)
     named = _settings(tmp_path, INFRA_PUBLIC_HOST="box.lan")
     assert "box.lan" in certificate_names(named) and " box.lan" in _config(named)
+
+
+def test_trust_install_copies_the_ca_and_runs_the_store_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from infra_lib.gateway import trust
+
+    paths = GatewayPaths(tmp_path / "env")
+    ensure_tls(_settings(tmp_path), paths)
+    # The process boundary: a stand-in update-ca-certificates that records its run.
+    marker = tmp_path / "ran"
+    tool = tmp_path / "update-ca-certificates"
+    tool.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name: str(tool))
+    monkeypatch.setattr(trust.os, "geteuid", lambda: 0)
+    (tmp_path / "store").mkdir()
+    target = trust.install_ca(paths, "gw-unit", target_dir=tmp_path / "store" / "certs")
+    assert target.read_bytes() == paths.ca_cert.read_bytes()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert marker.exists()
+
+
+def test_trust_instructions_name_the_ca(tmp_path: Path) -> None:
+    from infra_lib.gateway.trust import trust_instructions
+
+    paths = GatewayPaths(tmp_path / "env")
+    text = "\n".join(trust_instructions(paths, "gw-unit"))
+    assert str(paths.ca_cert) in text
+    assert "update-ca-certificates" in text and "security add-trusted-cert" in text
+
+
+def test_trust_install_without_root_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra_lib.gateway import trust
+
+    paths = GatewayPaths(tmp_path / "env")
+    ensure_tls(_settings(tmp_path), paths)
+    monkeypatch.setattr(trust.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(trust.shutil, "which", lambda name: "/usr/sbin/update-ca-certificates")
+    with pytest.raises(ConfigError, match="needs root"):
+        trust.install_ca(paths, "gw-unit", target_dir=tmp_path / "certs")
