@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infra_lib.errors import GatewayConfigRejected, ServiceUnavailable
-from infra_lib.gateway.layer import CONTAINER_ROOT, SERVICE, GatewayPaths
+from infra_lib.gateway.layer import CONTAINER_ROOT, SERVICE, GatewayPaths, locked
 from infra_lib.gateway.nginx import GatewayOptions, render_config
 from infra_lib.gateway.routes import build_routes, stack_hosts
 from infra_lib.gateway.tls import ensure_tls
@@ -25,8 +27,6 @@ from infra_lib.provision import Change, ProvisionRow
 from infra_lib.stack.envfile import write_private_file
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from infra_lib.stack.compose import Stack
 
 __all__ = ["Prepared", "apply_config", "check_config", "prepare", "reload", "render_for"]
@@ -63,17 +63,17 @@ def check_config(stack: Stack, paths: GatewayPaths, text: str) -> None:
 
     Raises :class:`GatewayConfigRejected` with nginx's message when it refuses.
 
-    The candidate sits in the mounted folder's ``check/``, so the check sees
+    The candidate sits in a ``check-*`` folder of the mounted one, so the check sees
     the same certificate files, /etc/hosts and image as the gateway. A
     running gateway checks it itself; otherwise a throwaway container does.
     """
     from python_on_whales.exceptions import DockerException
 
     paths.make_dirs()
-    paths.check_dir.mkdir(mode=0o700, exist_ok=True)
-    candidate = paths.check_dir / "nginx.conf"
-    write_private_file(candidate, text)
-    command = ["nginx", "-t", "-q", "-c", f"{CONTAINER_ROOT}/check/nginx.conf"]
+    # One folder per check (mkdtemp: 0700), so concurrent checks never meet.
+    scratch = Path(tempfile.mkdtemp(prefix="check-", dir=paths.root))
+    write_private_file(scratch / "nginx.conf", text)
+    command = ["nginx", "-t", "-q", "-c", f"{CONTAINER_ROOT}/{scratch.name}/nginx.conf"]
     try:
         if _running(stack):
             stack.docker.compose.execute(SERVICE, command, tty=False)
@@ -89,18 +89,19 @@ def check_config(stack: Stack, paths: GatewayPaths, text: str) -> None:
             "in infra.toml and the GATEWAY_* settings in .env."
         ) from exc
     finally:
-        shutil.rmtree(paths.check_dir, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     logger.debug("gateway config passed nginx -t in %s", stack.settings.gateway_image)
 
 
 def apply_config(stack: Stack, paths: GatewayPaths, text: str) -> bool:
     """Check ``text`` with nginx, then make it the gateway's config; false if it already was."""
-    check_config(stack, paths, text)
-    current = paths.config_file
-    if current.is_file() and current.read_text(encoding="utf-8") == text:
-        return False
-    write_private_file(current, text)
-    return True
+    with locked(paths.root / ".apply.lock"):
+        check_config(stack, paths, text)
+        current = paths.config_file
+        if current.is_file() and current.read_text(encoding="utf-8") == text:
+            return False
+        write_private_file(current, text)
+        return True
 
 
 def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = False) -> Prepared:

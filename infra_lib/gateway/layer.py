@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +23,7 @@ __all__ = [
     "GatewayPaths",
     "PublicUrls",
     "is_enabled",
+    "locked",
     "require_enabled",
 ]
 
@@ -64,10 +69,9 @@ class GatewayPaths:
         """The nginx config the running gateway reads."""
         return self.root / "nginx.conf"
 
-    @property
-    def check_dir(self) -> Path:
-        """A candidate config is checked here before it replaces :attr:`config_file`."""
-        return self.root / "check"
+    def check_dirs(self) -> list[Path]:
+        """Scratch folders (``check-*``) where candidates are checked; none outside a check."""
+        return sorted(self.root.glob("check-*"))
 
     @property
     def tls_dir(self) -> Path:
@@ -104,6 +108,22 @@ class GatewayPaths:
         for path in (self.env_dir, self.root, self.tls_dir, self.ca_dir):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             path.chmod(0o700)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created 0600): concurrent runs take turns.
+
+    Two ``inv provision`` runs must not interleave making the CA (a leaf
+    signed by one CA beside the other's certificate) or replacing the config.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from infra_lib._extras import optional_sdks
 from infra_lib.errors import ConfigError
 from infra_lib.gateway.hostnames import is_dns_name, is_ip
-from infra_lib.gateway.layer import GatewayPaths
+from infra_lib.gateway.layer import GatewayPaths, locked
 from infra_lib.gateway.routes import stack_hosts
 from infra_lib.stack.envfile import write_private_file
 from infra_lib.stack.settings import StackSettings
@@ -204,11 +204,19 @@ def _make_leaf(
 def ensure_tls(settings: StackSettings, paths: GatewayPaths) -> TlsResult:
     """Make the CA if it is missing and the leaf if it is missing, stale or expiring."""
     with optional_sdks("the gateway's certificates"):
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
+        # Only to name the missing extra; the helpers import what they use.
+        import cryptography.x509  # noqa: F401
 
     paths.make_dirs()
+    with locked(paths.ca_dir / ".lock"):
+        return _ensure_tls(settings, paths)
+
+
+def _ensure_tls(settings: StackSettings, paths: GatewayPaths) -> TlsResult:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     ca_change = "unchanged"
     if not paths.ca_cert.is_file() or not paths.ca_key.is_file():
         if paths.ca_cert.is_file() or paths.ca_key.is_file():

@@ -444,7 +444,7 @@ def test_a_config_nginx_refuses_never_reaches_the_running_gateway(
     with pytest.raises(GatewayConfigRejected, match="proxy_frobnicate"):
         apply_config(routed, paths, bad)
     assert paths.config_file.read_bytes() == before
-    assert not paths.check_dir.exists()
+    assert paths.check_dirs() == []
     assert reload(routed)
     assert _get(f"{_urls(routed).base}/api/echo/still", tls)[0] == 200
 
@@ -535,3 +535,15 @@ def test_the_ca_key_is_not_mounted_into_the_gateway(gateway_on: Stack) -> None:
         "gateway", ["ls", "-R", "/etc/nginx/infra"], tty=False
     )
     assert "ca-key.pem" not in str(listing) and "key.pem" in str(listing)
+
+
+def test_concurrent_applies_take_turns(
+    routed: Stack, paths: GatewayPaths, manifest_file: tuple[Path, int]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = render_for(routed, load_manifest(manifest_file[0]))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: apply_config(routed, paths, text), range(4)))
+    assert paths.config_file.read_text() == text
+    assert paths.check_dirs() == []
