@@ -205,6 +205,23 @@ def init(
         if new_secrets and not force:
             raise Exit("--new-secrets replaces the secrets of an existing .env; add --force", 2)
         _init_env(_env_file(env_file), force, print, new_secrets=new_secrets)
+        _init_tls(_env_file(env_file), print)
+
+
+def _init_tls(env_path: Path, say: Callable[[str], None]) -> None:
+    """The local CA (kept once made) and the gateway's certificate, renewed when stale."""
+    from infra_lib.gateway.layer import GatewayPaths
+    from infra_lib.gateway.tls import ensure_tls
+    from infra_lib.stack.settings import load_stack_settings
+
+    settings = load_stack_settings(env_path, environ=os.environ)
+    paths = GatewayPaths(_env_dir(settings.compose_project_name))
+    result = ensure_tls(settings, paths)
+    if result.ca == "created":
+        say(f"created the local CA {paths.ca_cert} (mode 0600); `inv trust` shows how to trust it")
+    if result.leaf != "unchanged":
+        why = f" ({result.reason})" if result.reason not in ("", "missing") else ""
+        say(f"{result.leaf} the gateway certificate {paths.cert_file}{why}")
 
 
 def _switch_profiles(
@@ -262,6 +279,23 @@ def _observability_up(stack: Stack, manifest: str | None) -> None:
     if prepared.credentials_changed:
         # Compose copies secrets into a container only when it creates it.
         stack.remove([spec.name for spec in PROFILE_SERVICES[PROFILE]])
+
+
+def _gateway_apply(stack: Stack, manifest: str | None, *, dry_run: bool = False) -> ProvisionReport:
+    """Certificates and checked config in place, and a running gateway reloaded."""
+    from infra_lib.gateway.apply import prepare, reload
+    from infra_lib.manifest import load_manifest
+    from infra_lib.provision import ProvisionReport
+
+    prepared = prepare(
+        stack,
+        load_manifest(Path(manifest).resolve() if manifest else MANIFEST),
+        _env_dir(stack.project_name),
+        dry_run=dry_run,
+    )
+    if (prepared.config_changed or prepared.tls_changed) and not dry_run:
+        reload(stack)
+    return ProvisionReport(prepared.rows, dry_run)
 
 
 def _observability_provision(
@@ -323,6 +357,7 @@ def up(
     allow_foreign_project: bool = False,
 ) -> None:
     """Start the stack, wait until it is healthy, and print where each service answers."""
+    from infra_lib.gateway.layer import is_enabled as gateway_enabled
     from infra_lib.observability.layer import is_enabled
 
     _setup_logging(verbose)
@@ -338,8 +373,22 @@ def up(
         observability = is_enabled(stack.settings)
         if observability:
             _observability_up(stack, None)
+        gateway = gateway_enabled(stack.settings) and "gateway" in names
         say: Callable[[str], None] | None = print if verbose else None
+        if gateway:
+            # nginx looks MinIO and LiveKit up when it loads its config (and
+            # nginx -t does too): they start first, then the checked config
+            # and certificates are written, then the gateway starts.
+            others = [n for n in names if n != "gateway"]
+            if others:
+                stack.up(others, wait=wait, timeout=timeout, on_output=say)
+            gateway_report = _gateway_apply(stack, None)
         statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say)
+        if gateway:
+            from infra_lib.gateway.apply import reload as reload_gateway
+
+            # A recreated MinIO or LiveKit container has a new address.
+            reload_gateway(stack)
         checks: dict[str, str] = {}
         if wait:
             from infra_lib.stack.probes import wait_for
@@ -368,6 +417,8 @@ def up(
                     redis="redis" in started,
                 )
             )
+        if gateway:
+            _report_table(gateway_report)
 
 
 @task(
@@ -493,6 +544,8 @@ def _provision(
     redis: bool = True,
     storage: bool = True,
 ) -> ProvisionReport:
+    from infra_lib.gateway.layer import GatewayEnv, GatewayPaths, PublicUrls
+    from infra_lib.gateway.layer import is_enabled as gateway_enabled
     from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.manifest import load_manifest
     from infra_lib.observability.layer import is_enabled
@@ -512,6 +565,12 @@ def _provision(
         otlp=OtlpEndpoints.from_stack(stack.settings) if is_enabled(stack.settings) else None,
         services=services,
         dry_run=dry_run,
+        gateway=GatewayEnv(
+            PublicUrls.from_settings(stack.settings),
+            GatewayPaths(_env_dir(stack.project_name)).ca_cert,
+        )
+        if gateway_enabled(stack.settings)
+        else None,
     )
 
 
@@ -555,6 +614,7 @@ def provision(
     allow_foreign_project: bool = False,
 ) -> None:
     """Create each service's database, role, Redis DB and storage user; write its env file."""
+    from infra_lib.gateway.layer import is_enabled as gateway_enabled
     from infra_lib.observability.layer import is_enabled
 
     with _errors():
@@ -567,6 +627,8 @@ def provision(
                     stack, manifest, dry_run=dry_run, postgres=True, redis=True
                 )
             )
+        if gateway_enabled(stack.settings) and not service:
+            _report_table(_gateway_apply(stack, manifest, dry_run=dry_run))
 
 
 @task(
@@ -752,6 +814,90 @@ def metrics(c: Context, errors: bool = False, env_file: str | None = None) -> No
         print(check.summary())
         if not check.ok:
             raise Exit(f"stack targets down: {check.failure()}", code=1)
+
+
+@task(
+    positional=["action"],
+    help={
+        "action": "reload (default): regenerate the config from infra.toml and .env, check it "
+        "with nginx -t, apply it and reload nginx gracefully; check: only check it.",
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+    },
+)
+def gateway(
+    c: Context,
+    action: str | None = None,
+    manifest: str | None = None,
+    env_file: str | None = None,
+) -> None:
+    """Regenerate, check and reload the gateway's config (`inv gateway reload`)."""
+    from infra_lib.gateway.layer import require_enabled
+
+    # A positional with a default is never filled by Invoke: None means reload.
+    action = action or "reload"
+    with _errors():
+        if action not in ("reload", "check"):
+            raise Exit(f"unknown action {action!r}: use `reload` or `check`", code=2)
+        stack = _stack(env_file)
+        require_enabled(stack.settings)
+        _report_table(_gateway_apply(stack, manifest, dry_run=action == "check"))
+
+
+@task(
+    help={
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def routes(c: Context, manifest: str | None = None, env_file: str | None = None) -> None:
+    """Print the gateway's routes: public path, upstream, and whether its health path answers."""
+    from rich.table import Table
+
+    from infra_lib.gateway.layer import require_enabled
+    from infra_lib.gateway.report import route_rows
+    from infra_lib.manifest import load_manifest
+
+    with _errors():
+        stack = _stack(env_file, guard=False)
+        require_enabled(stack.settings)
+        rows = route_rows(stack, load_manifest(Path(manifest).resolve() if manifest else MANIFEST))
+        table = Table(title=f"gateway routes of {stack.project_name!r}")
+        for column in ("route", "kind", "service", "upstream", "health"):
+            table.add_column(column)
+        for row in rows:
+            style = "green" if row.ok else "red"
+            table.add_row(
+                row.path, row.kind, row.service, row.upstream, f"[{style}]{row.health}[/]"
+            )
+        _console().print(table)
+        up = sum(row.ok for row in rows)
+        print(f"{up} of {len(rows)} upstreams answer their health path")
+
+
+@task(
+    help={
+        "install": "Add the CA to Debian's system store (/usr/local/share/ca-certificates + "
+        "update-ca-certificates); needs root.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def trust(c: Context, install: bool = False, env_file: str | None = None) -> None:
+    """Print where the local CA is and how to trust it; --install does it on Debian."""
+    from infra_lib.gateway.layer import GatewayPaths
+    from infra_lib.gateway.trust import install_ca, trust_instructions
+
+    with _errors():
+        stack = _stack(env_file, guard=False)
+        paths = GatewayPaths(_env_dir(stack.project_name))
+        if install:
+            target = install_ca(paths, stack.project_name)
+            print(f"installed {paths.ca_cert} as {target} and ran update-ca-certificates")
+            return
+        if not paths.ca_cert.is_file():
+            raise Exit(f"{paths.ca_cert} does not exist; `inv init` makes the local CA", code=2)
+        for line in trust_instructions(paths, stack.project_name):
+            print(line)
 
 
 def _livekit(env_file: str | None) -> LiveKitConfig:

@@ -10,6 +10,7 @@ print its message, which always says what happened and what to do next::
     │   ├── ForeignProject     the compose project's containers belong to another checkout
     │   ├── MissingExtra       an optional SDK is not installed (names the extra to add)
     │   ├── ManifestError      infra.toml is invalid (names file, service, field)
+    │   ├── GatewayConfigRejected  nginx refused a generated gateway config; nothing applied
     │   └── InvalidObjectKey   an object key or key segment breaks the layout rules
     ├── DockerUnavailable      no Docker engine or Compose plugin to talk to
     ├── PortInUse              a published port is taken before the stack starts
@@ -41,6 +42,7 @@ __all__ = [
     "DockerUnavailable",
     "EnvFileExists",
     "ForeignProject",
+    "GatewayConfigRejected",
     "InfraError",
     "InvalidObjectKey",
     "LiveKitError",
@@ -138,6 +140,10 @@ class ServiceUnavailable(InfraError):
 
 class ManifestError(ConfigError):
     """The manifest is invalid; the message names the file, service and field."""
+
+
+class GatewayConfigRejected(ConfigError):
+    """nginx (``nginx -t``) refused a generated gateway config; the running one is kept."""
 
 
 class ProvisionError(InfraError):

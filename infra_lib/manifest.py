@@ -14,6 +14,7 @@ Example::
     redis = { db = 1, purpose = "cache, rate limiting" }
     storage = { prefixes = ["boards/"] }
     metrics = { port = 8000, path = "/metrics", upstream = "host" }
+    http = { port = 8000, routes = ["/api/boards"], health = "/health" }
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
 RESERVED_ROLES = frozenset({"postgres"})
 
 __all__ = [
+    "HttpEndpoint",
     "LiveKitNeeds",
     "Manifest",
     "MetricsEndpoint",
@@ -186,6 +188,15 @@ class LiveKitNeeds(_Strict):
 _COMPOSE_SERVICE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
+def _check_upstream(value: str) -> str:
+    if value != "host" and not _COMPOSE_SERVICE.fullmatch(value):
+        raise ValueError(
+            f'upstream {value!r} must be "host" (a process on this machine) or a '
+            "Compose service name (lowercase letters, digits, '-', '_', '.')"
+        )
+    return value
+
+
 class MetricsEndpoint(_Strict):
     """Where the observability layer scrapes a service's Prometheus metrics.
 
@@ -214,12 +225,7 @@ class MetricsEndpoint(_Strict):
     @field_validator("upstream")
     @classmethod
     def _upstream(cls, value: str) -> str:
-        if value != "host" and not _COMPOSE_SERVICE.fullmatch(value):
-            raise ValueError(
-                f'upstream {value!r} must be "host" (a process on this machine) or a '
-                "Compose service name (lowercase letters, digits, '-', '_', '.')"
-            )
-        return value
+        return _check_upstream(value)
 
     @field_validator("interval")
     @classmethod
@@ -227,6 +233,102 @@ class MetricsEndpoint(_Strict):
         if value is not None and not re.fullmatch(r"[1-9][0-9]*(ms|s|m|h)", value):
             raise ValueError(f"interval {value!r} must be a duration such as '15s' or '1m'")
         return value
+
+
+#: A route path: '/'-separated segments of URL-safe characters, nothing that
+#: a gateway config or a URL would read as syntax ('?', '#', spaces, quotes, ';').
+_ROUTE_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+#: Paths the gateway answers itself; no service may route them.
+GATEWAY_RESERVED_PATHS = ("/health",)
+
+
+def _check_route(value: str) -> str:
+    if value == "/":
+        return value
+    segments = value.split("/")[1:] if value.startswith("/") else []
+    if (
+        not segments
+        or value.endswith("/")
+        or any(s in (".", "..") or not _ROUTE_SEGMENT.fullmatch(s) for s in segments)
+    ):
+        raise ValueError(
+            f"route {value!r} must be '/' or look like '/api/boards': a leading '/', no "
+            "trailing '/', segments of letters, digits, '.', '_', '~', '-' (no '.' or '..')"
+        )
+    return value
+
+
+def routes_overlap(a: str, b: str) -> bool:
+    """Whether one route is the other or lies under it, segment-wise.
+
+    ``/`` is the catch-all and overlaps nothing but itself: the gateway sends
+    a request there only when no other route matches.
+    """
+    if a == "/" or b == "/":
+        return a == b
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+class HttpEndpoint(_Strict):
+    """What the gateway routes to a service (``compose/gateway.yaml``).
+
+    ``routes`` are path prefixes proxied as HTTP, ``websockets`` as
+    WebSocket upgrades; each matches itself and everything under it
+    (``/api/boards`` takes ``/api/boards/7`` but not ``/api/boardsX``).
+    ``upstream = "host"`` is a process on the developer's machine, reached
+    from the gateway's container as ``host.docker.internal`` (it must listen
+    on an address containers reach, not only 127.0.0.1); any other value is
+    the Compose service name of a container on the stack's networks.
+    ``health`` is the upstream's own path that ``inv routes`` checks.
+    """
+
+    port: Annotated[int, Field(ge=1, le=65535)]
+    routes: tuple[str, ...] = ()
+    websockets: tuple[str, ...] = ()
+    health: str | None = "/health"
+    upstream: str = "host"
+
+    @field_validator("routes", "websockets")
+    @classmethod
+    def _routes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for route in value:
+            _check_route(route)
+            for reserved in GATEWAY_RESERVED_PATHS:
+                if routes_overlap(route, reserved):
+                    raise ValueError(
+                        f"route {route!r} overlaps {reserved!r}, which the gateway answers "
+                        "itself; route the service under another path"
+                    )
+        return value
+
+    @field_validator("health")
+    @classmethod
+    def _health(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("/") or any(ch.isspace() or ch in "?#'\";" for ch in value):
+            raise ValueError(
+                f"health {value!r} must be a path starting with '/' with no spaces, quotes, "
+                "';', '?' or '#' (e.g. '/health' or '/actuator/health')"
+            )
+        return value
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        return _check_upstream(value)
+
+    @model_validator(mode="after")
+    def _some_route(self) -> HttpEndpoint:
+        if not self.routes and not self.websockets:
+            raise ValueError("declares no routes and no websockets; give it at least one path")
+        paths = [*self.routes, *self.websockets]
+        for i, a in enumerate(paths):
+            for b in paths[i + 1 :]:
+                if routes_overlap(a, b):
+                    raise ValueError(f"route {a!r} overlaps {b!r} of the same service")
+        return self
 
 
 class ServiceManifest(_Strict):
@@ -239,6 +341,7 @@ class ServiceManifest(_Strict):
     storage: StorageNeeds | None = None
     livekit: LiveKitNeeds | None = None
     metrics: MetricsEndpoint | None = None
+    http: HttpEndpoint | None = None
 
 
 class ProjectSection(_Strict):
@@ -313,6 +416,7 @@ def parse_manifest(data: dict[str, Any], *, path: Path | str = "<manifest>") -> 
 
     problems += _cross_checks(services, path)
     problems += _redis_prefix_checks(services, path)
+    problems += _route_checks(services, path)
     if problems:
         raise ManifestError("invalid manifest:\n  " + "\n  ".join(problems))
     return Manifest(
@@ -374,6 +478,29 @@ def _redis_prefix_checks(services: list[ServiceManifest], path: Path | str) -> l
                     "other one starts with"
                 )
         claimed[prefix] = service.name
+    return problems
+
+
+def _route_checks(services: list[ServiceManifest], path: Path | str) -> list[str]:
+    """No two services may claim the same path or one under the other's."""
+    problems: list[str] = []
+    claimed: list[tuple[str, str]] = []
+    for service in services:
+        if service.http is None:
+            continue
+        for field, routes in (
+            ("http.routes", service.http.routes),
+            ("http.websockets", service.http.websockets),
+        ):
+            for route in routes:
+                for other, holder in claimed:
+                    if holder != service.name and routes_overlap(route, other):
+                        problems.append(
+                            f"{path}: service {service.name!r}, field {field!r}: route "
+                            f"{route!r} overlaps {other!r} of service {holder!r}; the gateway "
+                            "could not tell which of them a request is for"
+                        )
+        claimed += [(r, service.name) for r in (*service.http.routes, *service.http.websockets)]
     return problems
 
 

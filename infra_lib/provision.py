@@ -23,6 +23,7 @@ from infra_lib.manifest import Manifest, ServiceManifest
 from infra_lib.stack.envfile import parse_env_lines, write_private_file
 
 if TYPE_CHECKING:
+    from infra_lib.gateway.layer import GatewayEnv
     from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.observability.otlp import OtlpEndpoints
     from infra_lib.postgres.config import PostgresConfig
@@ -126,6 +127,7 @@ def provision(
     dry_run: bool = False,
     lock_timeout: float = 300.0,
     on_applied: Callable[[str], None] | None = None,
+    gateway: GatewayEnv | None = None,
 ) -> ProvisionReport:
     """Create what the manifest's services need and write their env files.
 
@@ -135,7 +137,8 @@ def provision(
     With ``otlp`` (the observability layer is on) every service gets
     ``OTEL_SERVICE_NAME`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``; without it the
     ``OTEL_*`` keys a service's env file has are kept, like a skipped backend's.
-    ``services`` limits the run to some services. With ``dry_run`` nothing
+    ``gateway`` (when the gateway is on) adds its public URLs to every env
+    file. ``services`` limits the run to some services. With ``dry_run`` nothing
     is changed and the report shows the plan.
 
     Every backend is planned and checked (names, ownership, privileges, Redis
@@ -151,11 +154,23 @@ def provision(
     """
     chosen = [manifest.service(name) for name in services] if services else list(manifest)
     if dry_run:
-        return _run(manifest, chosen, env_dir, postgres, redis, storage, livekit, otlp, True, None)
+        return _run(
+            manifest, chosen, env_dir, postgres, redis, storage, livekit, otlp, True, None, gateway
+        )
     with _serialised(env_dir, postgres, lock_timeout):
         # Read the env files only now: a run that held the lock may have written them.
         return _run(
-            manifest, chosen, env_dir, postgres, redis, storage, livekit, otlp, False, on_applied
+            manifest,
+            chosen,
+            env_dir,
+            postgres,
+            redis,
+            storage,
+            livekit,
+            otlp,
+            False,
+            on_applied,
+            gateway,
         )
 
 
@@ -210,6 +225,7 @@ def _run(
     otlp: OtlpEndpoints | None,
     dry_run: bool,
     on_applied: Callable[[str], None] | None,
+    gateway: GatewayEnv | None = None,
 ) -> ProvisionReport:
     existing = {s.name: _existing(env_dir, s.name) for s in chosen}
     values: dict[str, dict[str, str]] = {s.name: {"SERVICE_NAME": s.name} for s in chosen}
@@ -247,6 +263,10 @@ def _run(
     else:
         for service in chosen:
             values[service.name].update(otlp.env_for(service))
+
+    if gateway is not None:
+        for service in chosen:
+            values[service.name].update(gateway.values_for(service))
 
     before = {s.name: _read_text(env_path(env_dir, s.name)) for s in chosen}
     if dry_run:

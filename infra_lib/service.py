@@ -70,7 +70,8 @@ class ServiceSettings:
             "SERVICE_NAME", "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "S3_ENDPOINT",
             "S3_PUBLIC_ENDPOINT", "S3_REGION", "S3_FORCE_PATH_STYLE", "S3_BUCKET", "S3_PREFIXES",
             "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY",
-            "LIVEKIT_API_SECRET",
+            "LIVEKIT_API_SECRET", "GATEWAY_URL", "GATEWAY_CA_FILE", "GATEWAY_S3_ENDPOINT",
+            "GATEWAY_LIVEKIT_URL",
         }  # fmt: skip
         values.update({k: v for k, v in env.items() if k in known and v})
         return cls(values, values.get("SERVICE_NAME", ""))

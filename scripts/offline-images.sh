@@ -23,9 +23,10 @@ usage() {
 Usage: scripts/offline-images.sh [--rebuild] [--verbose] [--help]
 
 Build the stand-in images for PostgreSQL, Redis, MinIO (and mc), LiveKit,
-coturn and the observability layer (VictoriaMetrics, vmalert, the PostgreSQL
-and Redis exporters, VictoriaLogs, an OpenTelemetry Collector, Jaeger) from
-Debian packages and pinned Go sources, then write .env.images at
+coturn, the observability layer (VictoriaMetrics, vmalert, the PostgreSQL
+and Redis exporters, VictoriaLogs, an OpenTelemetry Collector, Jaeger) and
+the gateway (nginx) from Debian packages and pinned Go sources, then write
+.env.images at
 the repository root with POSTGRES_IMAGE=..., REDIS_IMAGE=... and so on.
 
 Each step is skipped when its result exists: a base image or stand-in tag
@@ -78,6 +79,8 @@ readonly OTELCOL_VERSION=v0.165.0
 # refuses: the module is downloaded and cmd/all-in-one built inside it.
 readonly JAEGER_MODULE=github.com/jaegertracing/jaeger
 readonly JAEGER_VERSION=v1.75.0
+# Gateway (compose/gateway.yaml, profile `gateway`): Debian's nginx.
+readonly NGINX_SERIES=1.22
 
 readonly BASE_REPO=infra-lib-standin/base
 readonly STANDIN_REPO=infra-lib-standin
@@ -97,7 +100,7 @@ readonly DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # copy into the build context, and the .env.images variables that point at it.
 readonly IMAGES=(postgres redis coturn minio mc livekit-server
 	victoria-metrics vmalert postgres-exporter redis-exporter
-	victoria-logs otelcol jaeger)
+	victoria-logs otelcol jaeger nginx)
 declare -Ar TAG=(
 	[postgres]="$STANDIN_REPO/postgres:$POSTGRES_MAJOR-trixie-r$STANDIN_REV"
 	[redis]="$STANDIN_REPO/redis:$REDIS_SERIES-bookworm-r$STANDIN_REV"
@@ -112,6 +115,7 @@ declare -Ar TAG=(
 	[victoria-logs]="$STANDIN_REPO/victoria-logs:$VL_VERSION-r$STANDIN_REV"
 	[otelcol]="$STANDIN_REPO/otelcol:${OTELCOL_VERSION#v}-$OTELCOL_MANIFEST_SHA-r$STANDIN_REV"
 	[jaeger]="$STANDIN_REPO/jaeger-all-in-one:${JAEGER_VERSION#v}-r$STANDIN_REV"
+	[nginx]="$STANDIN_REPO/nginx:$NGINX_SERIES-bookworm-r$STANDIN_REV"
 )
 declare -Ar SUITE=(
 	[postgres]=trixie [redis]=bookworm [coturn]=bookworm
@@ -119,6 +123,7 @@ declare -Ar SUITE=(
 	[victoria-metrics]=bookworm [vmalert]=bookworm
 	[postgres-exporter]=bookworm [redis-exporter]=bookworm
 	[victoria-logs]=bookworm [otelcol]=bookworm [jaeger]=bookworm
+	[nginx]=bookworm
 )
 declare -Ar GO_INPUTS=([minio]="minio mc" [mc]="mc" [livekit-server]="livekit-server"
 	[victoria-metrics]="victoria-metrics" [vmalert]="vmalert"
@@ -129,6 +134,7 @@ declare -Ar ENV_VAR=(
 	[victoria-metrics]=VICTORIAMETRICS_IMAGE [vmalert]=VMALERT_IMAGE
 	[postgres-exporter]=POSTGRES_EXPORTER_IMAGE [redis-exporter]=REDIS_EXPORTER_IMAGE
 	[victoria-logs]=VICTORIALOGS_IMAGE [otelcol]=OTELCOL_IMAGE [jaeger]=JAEGER_IMAGE
+	[nginx]=GATEWAY_IMAGE
 )
 
 # Go programs, in build order: name -> "module version binary-name".

@@ -239,6 +239,21 @@ def _http(
     )[:64]
 
 
+def probe_gateway(settings: StackSettings, *, timeout: float = 2.0) -> str:
+    """``GET /health`` of the gateway on its plain-HTTP port (no CA needed)."""
+    url = f"http://{settings.url_host}:{settings.gateway_http_port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read(64)
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"the gateway at {url} does not answer: {exc}", service="gateway"
+        ) from exc
+    if b'"ok"' not in body:
+        raise ServiceUnavailable(f"the gateway at {url} answered {body!r}", service="gateway")
+    return "GET /health: ok"
+
+
 PROBES: dict[str, Callable[..., str]] = {
     "postgres": probe_postgres,
     "redis": probe_redis,
@@ -249,6 +264,7 @@ PROBES: dict[str, Callable[..., str]] = {
     "victorialogs": probe_victorialogs,
     "jaeger": probe_jaeger,
     "otelcol": probe_otelcol,
+    "gateway": probe_gateway,
 }
 
 

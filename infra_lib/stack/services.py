@@ -138,6 +138,14 @@ PROFILE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
             profile="observability",
         ),
     ),
+    "gateway": (
+        ServiceSpec(
+            "gateway",
+            (PublishedPort("GATEWAY_HTTP_PORT", "tcp"), PublishedPort("GATEWAY_HTTPS_PORT", "tcp")),
+            "https://{gateway_host}:{gateway_https_port}",
+            profile="gateway",
+        ),
+    ),
 }
 
 

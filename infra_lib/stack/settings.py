@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,12 +22,16 @@ __all__ = ["KNOWN_PROFILES", "Port", "StackSettings", "load_stack_settings"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 #: Compose profiles of ``compose/*.yaml`` that ``INFRA_PROFILES`` may switch on.
-KNOWN_PROFILES: tuple[str, ...] = ("observability",)
+KNOWN_PROFILES: tuple[str, ...] = ("observability", "gateway")
 
 # What VictoriaMetrics accepts for -retentionPeriod and Prometheus for intervals.
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
 # What Jaeger's badger TTL takes: a Go duration, which has no days.
 _GO_DURATION = re.compile(r"^[1-9][0-9]*(s|m|h)$")
+
+# What nginx accepts for sizes and times (client_max_body_size, proxy_read_timeout).
+_NGINX_SIZE = re.compile(r"^[0-9]+[kmg]?$")
+_NGINX_TIME = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
 
 # Compose's own rule for project names.
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -94,6 +98,21 @@ class StackSettings(BaseSettings):
     traces_ui_port: Port = 16686
     traces_retention: str = "168h"
 
+    #: Gateway (``compose/gateway.yaml``, profile ``gateway``).
+    gateway_image: str = "nginx:1.28.0-alpine"
+    gateway_http_port: Port = 80
+    gateway_https_port: Port = 443
+    #: Name the gateway serves; ``s3.<name>`` and ``livekit.<name>`` lead to
+    #: MinIO and LiveKit. ``localhost`` needs no DNS set-up in browsers.
+    gateway_host: str = "localhost"
+    gateway_max_body_size: str = "10m"
+    gateway_s3_max_body_size: str = "5g"
+    gateway_connect_timeout: str = "5s"
+    gateway_read_timeout: str = "60s"
+    gateway_websocket_timeout: str = "1h"
+    #: ``auto``: HSTS except for localhost names and IP addresses.
+    gateway_hsts: Literal["auto", "on", "off"] = "auto"
+
     #: Components the smoke suite leaves out because they are not deployed
     #: here (comma-separated: postgres, redis, storage, livekit, coturn).
     infra_smoke_skip: str = ""
@@ -121,6 +140,27 @@ class StackSettings(BaseSettings):
         if not _GO_DURATION.fullmatch(value):
             raise ValueError("must be a duration in hours, minutes or seconds, such as 168h")
         return value
+
+    @field_validator("gateway_max_body_size", "gateway_s3_max_body_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _NGINX_SIZE.fullmatch(value):
+            raise ValueError("must be a size such as 10m, 512k or 5g (0: no limit)")
+        return value
+
+    @field_validator("gateway_connect_timeout", "gateway_read_timeout", "gateway_websocket_timeout")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not _NGINX_TIME.fullmatch(value):
+            raise ValueError("must be a duration such as 500ms, 5s, 60s, 10m or 1h")
+        return value
+
+    @field_validator("gateway_host")
+    @classmethod
+    def _gateway_host(cls, value: str) -> str:
+        from infra_lib.gateway.hostnames import check_dns_name
+
+        return check_dns_name(value, "GATEWAY_HOST")
 
     @field_validator("infra_profiles")
     @classmethod

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import redis
 
+from infra_lib.gateway.layer import GatewayEnv, GatewayPaths, PublicUrls, is_enabled
 from infra_lib.livekit.config import LiveKitConfig
 from infra_lib.manifest import load_manifest
 from infra_lib.postgres.config import PostgresConfig
@@ -30,7 +31,16 @@ PG_SERVICES = [s.name for s in MANIFEST if s.postgres is not None]
 REDIS_SERVICES = [s.name for s in MANIFEST if s.redis is not None]
 
 
+def _gateway(settings: StackSettings) -> GatewayEnv | None:
+    """The gateway's env values as `inv provision` adds them, while the gateway is on."""
+    if not is_enabled(settings):
+        return None
+    paths = GatewayPaths(ROOT / "env" / settings.compose_project_name)
+    return GatewayEnv(PublicUrls.from_settings(settings), paths.ca_cert)
+
+
 def _provision(settings: StackSettings, **kwargs: object) -> ProvisionReport:
+    kwargs.setdefault("gateway", _gateway(settings))
     return provision(
         MANIFEST,
         env_dir=ROOT / "env" / settings.compose_project_name,
@@ -200,7 +210,7 @@ def test_a_backend_left_out_keeps_its_keys_and_the_next_full_run_changes_nothing
         "livekit": LiveKitConfig.from_stack(settings),
     }
     configs[skipped] = None
-    provision(MANIFEST, env_dir=env_dir, **configs)  # type: ignore[arg-type]
+    provision(MANIFEST, env_dir=env_dir, gateway=_gateway(settings), **configs)  # type: ignore[arg-type]
     after = {s.name: read_service_env(env_dir, s.name).values for s in MANIFEST}
     assert after == before
     again = _provision(settings)

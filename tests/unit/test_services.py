@@ -38,7 +38,11 @@ def test_catalogue_matches_compose_ports(spec: object) -> None:
 def test_top_level_compose_includes_every_service() -> None:
     text = (ROOT / "compose" / "compose.yaml").read_text()
     # The core services, then each optional layer (a Compose profile).
-    assert re.findall(r"^  - (\w+)\.yaml$", text, re.M) == [*SERVICE_NAMES, "observability"]
+    assert re.findall(r"^  - (\w+)\.yaml$", text, re.M) == [
+        *SERVICE_NAMES,
+        "observability",
+        "gateway",
+    ]
 
 
 def test_unknown_service_is_a_config_error() -> None:

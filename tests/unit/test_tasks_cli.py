@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +27,25 @@ TASKS = [
     "test-cleanup",
     "smoke",
     "metrics",
+    "gateway",
+    "routes",
+    "trust",
     "token",
     "rooms",
     "backup",
     "backups",
     "restore",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_new_project_folders() -> Iterator[None]:
+    """`inv init` makes the project's CA under env/<project>/: remove what a test made."""
+    env = ROOT / "env"
+    before = set(env.iterdir()) if env.is_dir() else set()
+    yield
+    for made in (set(env.iterdir()) if env.is_dir() else set()) - before:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def _inv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -192,3 +207,12 @@ def test_env_of_a_service_not_in_the_manifest_says_so(tmp_path: Path) -> None:
     unprovisioned = _inv("env", "board-service", "--env-file", str(target), env=environ)
     assert unprovisioned.returncode == 2
     assert "run `inv provision`" in unprovisioned.stderr
+
+
+@pytest.mark.parametrize("action", ["reload", "check"])
+def test_gateway_takes_its_action_as_a_word(action: str) -> None:
+    from invoke.parser import Parser
+
+    parser = Parser(contexts=Collection.from_module(tasks).to_contexts())
+    (parsed,) = parser.parse_argv(["gateway", action])
+    assert parsed.args["action"].value == action
