@@ -122,12 +122,15 @@ def _stack(env_file: str | None, *, guard: bool = True, allow_foreign: bool = Fa
     from infra_lib.observability.layer import LayerPaths
     from infra_lib.stack.compose import Stack, StackPaths
     from infra_lib.stack.envfile import tighten_env_files
+    from infra_lib.stack.secrets import sync_secret_files
     from infra_lib.stack.settings import load_stack_settings
 
     paths = StackPaths.for_root(ROOT, _env_file(env_file))
     _warn(tighten_env_files(paths.env_file))
     settings = load_stack_settings(paths.env_file, environ=os.environ)
     _warn(tighten_env_files(service_dir=_env_dir(settings.compose_project_name)))
+    # A checkout whose .env still holds the passwords keeps working.
+    _warn(sync_secret_files(paths.env_file, settings.secrets_dir))
     # The observability layer's secrets reach Compose as a second env file.
     secrets_env = LayerPaths(_env_dir(settings.compose_project_name)).secrets_env
     stack = Stack(settings, paths, extra_env_files=[secrets_env])
@@ -167,6 +170,11 @@ def _init_env(
 
     result = write_env_file(ROOT / ".env.example", target, force=force, new_secrets=new_secrets)
     say(f"wrote {result.path} (mode 0600)")
+    if result.secret_files:
+        say(
+            f"wrote the secret files {', '.join(result.secret_files)} to {result.secrets_dir} "
+            "(folder 0700, files 0600)"
+        )
     if result.backup is not None:
         say(f"kept the previous file as {result.backup}")
         say(f"kept {len(result.kept)} values of the previous file (project name, ports, ...)")
@@ -195,17 +203,46 @@ def _init_env(
         "new-secrets": "With --force: also replace the secrets that have a value. Data volumes "
         "keep the old passwords.",
         "env-file": "Write this file instead of .env at the repository root.",
+        "migrate-secrets": "Move the secrets an older .env holds into their files "
+        "(env/<project>/secrets/), values unchanged, and delete them from .env; nothing else "
+        "is rewritten.",
     }
 )
 def init(
-    c: Context, force: bool = False, new_secrets: bool = False, env_file: str | None = None
+    c: Context,
+    force: bool = False,
+    new_secrets: bool = False,
+    env_file: str | None = None,
+    migrate_secrets: bool = False,
 ) -> None:
-    """Write .env from .env.example with generated secrets (mode 0600)."""
+    """Write .env from .env.example and the stack's secrets to their own files (mode 0600)."""
     with _errors():
         if new_secrets and not force:
             raise Exit("--new-secrets replaces the secrets of an existing .env; add --force", 2)
+        if migrate_secrets:
+            if force or new_secrets:
+                raise Exit("--migrate-secrets keeps every value; it takes no --force", 2)
+            _migrate_secrets(_env_file(env_file), print)
+            return
         _init_env(_env_file(env_file), force, print, new_secrets=new_secrets)
         _init_tls(_env_file(env_file), print)
+
+
+def _migrate_secrets(env_path: Path, say: Callable[[str], None]) -> None:
+    from infra_lib.stack.secrets import migrate_env_secrets
+    from infra_lib.stack.settings import load_stack_settings
+
+    settings = load_stack_settings(env_path, environ=os.environ)
+    result = migrate_env_secrets(env_path, settings.secrets_dir)
+    if not result.removed_from_env:
+        say(f"{env_path} holds no secrets; nothing to move (they are in {result.directory})")
+        return
+    if result.written:
+        say(
+            f"wrote {', '.join(result.written)} to {result.directory} (mode 0600), values unchanged"
+        )
+    say(f"removed {', '.join(result.removed_from_env)} from {env_path}")
+    say("running containers keep working; `inv up` recreates them to read the files")
 
 
 def _init_tls(env_path: Path, say: Callable[[str], None]) -> None:
@@ -543,6 +580,7 @@ def _provision(
     postgres: bool = True,
     redis: bool = True,
     storage: bool = True,
+    secret_files: bool = False,
 ) -> ProvisionReport:
     from infra_lib.gateway.layer import GatewayEnv, GatewayPaths, PublicUrls
     from infra_lib.gateway.layer import is_enabled as gateway_enabled
@@ -571,6 +609,7 @@ def _provision(
         )
         if gateway_enabled(stack.settings)
         else None,
+        secret_files=secret_files,
     )
 
 
@@ -603,6 +642,8 @@ def _report_table(report: ProvisionReport) -> None:
         "env-file": "Use this env file instead of .env.",
         "allow-foreign-project": "Act even if the project's containers were created from "
         "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
+        "secret-files": "Also write each service's secrets as a folder of files, one per "
+        "variable (env/<project>/<service>.secrets/), for platforms that mount secrets as files.",
     },
 )
 def provision(
@@ -612,6 +653,7 @@ def provision(
     manifest: str | None = None,
     env_file: str | None = None,
     allow_foreign_project: bool = False,
+    secret_files: bool = False,
 ) -> None:
     """Create each service's database, role, Redis DB and storage user; write its env file."""
     from infra_lib.gateway.layer import is_enabled as gateway_enabled
@@ -619,7 +661,9 @@ def provision(
 
     with _errors():
         stack = _stack(env_file, allow_foreign=allow_foreign_project)
-        report = _provision(stack, service, dry_run=dry_run, manifest=manifest)
+        report = _provision(
+            stack, service, dry_run=dry_run, manifest=manifest, secret_files=secret_files
+        )
         _report_table(report)
         if is_enabled(stack.settings) and not service:
             _report_table(

@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from infra_lib.redis.config import RedisConfig
     from infra_lib.storage.config import S3Config
 
-__all__ = ["ProvisionReport", "ProvisionRow", "ServiceEnv", "provision", "read_service_env"]
+__all__ = [
+    "ProvisionReport",
+    "ProvisionRow",
+    "ServiceEnv",
+    "provision",
+    "read_service_env",
+    "secret_files_dir",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +135,7 @@ def provision(
     lock_timeout: float = 300.0,
     on_applied: Callable[[str], None] | None = None,
     gateway: GatewayEnv | None = None,
+    secret_files: bool = False,
 ) -> ProvisionReport:
     """Create what the manifest's services need and write their env files.
 
@@ -138,8 +146,10 @@ def provision(
     ``OTEL_SERVICE_NAME`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``; without it the
     ``OTEL_*`` keys a service's env file has are kept, like a skipped backend's.
     ``gateway`` (when the gateway is on) adds its public URLs to every env
-    file. ``services`` limits the run to some services. With ``dry_run`` nothing
-    is changed and the report shows the plan.
+    file. ``secret_files`` also writes each service's secrets as a folder of
+    files beside its env file (:func:`secret_files_dir`). ``services`` limits
+    the run to some services. With ``dry_run`` nothing is changed and the
+    report shows the plan.
 
     Every backend is planned and checked (names, ownership, privileges, Redis
     DB numbers, MinIO users) before the first change, and a dry run makes
@@ -171,6 +181,7 @@ def provision(
             False,
             on_applied,
             gateway,
+            secret_files,
         )
 
 
@@ -226,6 +237,7 @@ def _run(
     dry_run: bool,
     on_applied: Callable[[str], None] | None,
     gateway: GatewayEnv | None = None,
+    secret_files: bool = False,
 ) -> ProvisionReport:
     existing = {s.name: _existing(env_dir, s.name) for s in chosen}
     values: dict[str, dict[str, str]] = {s.name: {"SERVICE_NAME": s.name} for s in chosen}
@@ -314,7 +326,40 @@ def _run(
             change: Change = "create" if before[service.name] is None else "change"
             rows.append(ProvisionRow(service.name, "env file", str(path), change, "mode 0600"))
         env_files.append(ServiceEnv(service.name, path, values[service.name]))
+        if secret_files:
+            rows += _write_secret_files(env_dir, service.name, values[service.name])
     return ProvisionReport(tuple(rows), False, tuple(env_files))
+
+
+def secret_files_dir(env_dir: Path, service: str) -> Path:
+    """``env/<project>/<service>.secrets/``: one file per secret of the service's env file."""
+    return env_dir / f"{service}.secrets"
+
+
+def _write_secret_files(env_dir: Path, service: str, values: dict[str, str]) -> list[ProvisionRow]:
+    """The service's secrets as files named after their variables, in step with its env file.
+
+    For a platform that mounts secrets as files (Kubernetes, Compose
+    ``secrets:``): :meth:`ServiceSettings.load` reads the folder with
+    ``secrets_dir=``. A file whose variable the env file no longer has is
+    removed, so the folder never holds a revoked credential.
+    """
+    directory = secret_files_dir(env_dir, service)
+    _private_dirs(directory)
+    wanted = {k: v for k, v in values.items() if k in SECRET_ENV_KEYS and v}
+    changed: list[str] = []
+    for key, value in sorted(wanted.items()):
+        path = directory / key
+        if _read_text(path) != value + "\n":
+            write_private_file(path, value + "\n")
+            changed.append(key)
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and path.name not in wanted and path.name in SECRET_ENV_KEYS:
+            path.unlink()
+            changed.append(f"-{path.name}")
+    change: Change = "change" if changed else "unchanged"
+    detail = f"{len(wanted)} files, mode 0600" if changed else ""
+    return [ProvisionRow(service, "secret files", str(directory), change, detail)]
 
 
 #: The env-file keys each backend writes, by prefix.

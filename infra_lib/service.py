@@ -38,6 +38,23 @@ if TYPE_CHECKING:
 
 __all__ = ["ServiceSettings"]
 
+# Every variable `inv provision` may write into a service's env file.
+_KNOWN = frozenset(
+    {
+        "SERVICE_NAME", "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "S3_ENDPOINT",
+        "S3_PUBLIC_ENDPOINT", "S3_REGION", "S3_FORCE_PATH_STYLE", "S3_BUCKET", "S3_PREFIXES",
+        "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET", "GATEWAY_URL", "GATEWAY_CA_FILE", "GATEWAY_S3_ENDPOINT",
+        "GATEWAY_LIVEKIT_URL",
+    }
+)  # fmt: skip
+
+
+def _read_secret(path: Path, what: str) -> str:
+    from infra_lib.stack.secrets import read_secret_file
+
+    return read_secret_file(path, what)
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
@@ -52,12 +69,21 @@ class ServiceSettings:
 
     @classmethod
     def load(
-        cls, env_file: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+        cls,
+        env_file: str | Path | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        secrets_dir: str | Path | None = None,
     ) -> ServiceSettings:
         """Read ``env_file`` (if given), then let ``environ`` override it.
 
         ``environ`` defaults to the process environment: a deployed service
         usually gets the same variables from its platform instead of a file.
+        A secret may come as a file instead: ``<NAME>_FILE`` (e.g.
+        ``DATABASE_URL_FILE=/run/secrets/database-url``), or ``secrets_dir``,
+        a folder with one file per variable named after it (a Kubernetes
+        Secret mounted as a volume, or what ``inv provision --secret-files``
+        writes). A value set directly wins over a file.
         """
         values: dict[str, str] = {}
         if env_file is not None:
@@ -66,15 +92,18 @@ class ServiceSettings:
                 raise ConfigError(f"{path} does not exist; `inv provision` writes it")
             values.update(parse_env_lines(path.read_text(encoding="utf-8")))
         env = os.environ if environ is None else environ
-        known = {
-            "SERVICE_NAME", "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "S3_ENDPOINT",
-            "S3_PUBLIC_ENDPOINT", "S3_REGION", "S3_FORCE_PATH_STYLE", "S3_BUCKET", "S3_PREFIXES",
-            "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY",
-            "LIVEKIT_API_SECRET", "GATEWAY_URL", "GATEWAY_CA_FILE", "GATEWAY_S3_ENDPOINT",
-            "GATEWAY_LIVEKIT_URL",
-        }  # fmt: skip
-        values.update({k: v for k, v in env.items() if k in known and v})
-        return cls(values, values.get("SERVICE_NAME", ""))
+        values.update({k: v for k, v in env.items() if k in _KNOWN and v})
+        file_vars = {**values, **{k: v for k, v in env.items() if v}}
+        for key in sorted(_KNOWN - {k for k, v in values.items() if v}):
+            file_var = file_vars.get(f"{key}_FILE")
+            if file_var:
+                values[key] = _read_secret(Path(file_var), f"{key}_FILE")
+            elif secrets_dir is not None and (Path(secrets_dir) / key).is_file():
+                values[key] = _read_secret(Path(secrets_dir) / key, key)
+        return cls(
+            {k: v for k, v in values.items() if not k.endswith("_FILE")},
+            values.get("SERVICE_NAME", ""),
+        )
 
     def require(self, key: str) -> str:
         """The value of ``key``; ConfigError when the service was not given it."""

@@ -3,8 +3,8 @@
 **Where the tools run.** On the compose stack they run inside the postgres
 container (``docker compose exec -T postgres ...``), so the client is always
 the server's version. The password never enters an argument list: the
-container's shell hands its own ``$POSTGRES_PASSWORD`` to the tool as
-``PGPASSWORD``. Against a managed server (no container) the ``pg_dump``
+container's shell reads its secret file (``$POSTGRES_PASSWORD_FILE``) and
+hands it to the tool as ``PGPASSWORD``. Against a managed server (no container) the ``pg_dump``
 found in ``PATH`` is used, refused when its major version is older than the
 server's, with the password in the child's environment only.
 
@@ -134,11 +134,13 @@ class PgTools(Protocol):
     ) -> Command: ...
 
 
-# The container's own environment supplies user and password, so neither is
-# in the argument list; "$@" passes program and arguments without re-quoting.
+# The container supplies user and password (its secret file, or the
+# variable of an older compose file), so neither is in the argument list;
+# "$@" passes program and arguments without re-quoting.
 _CONTAINER_SCRIPT = (
-    'PGPASSWORD="$POSTGRES_PASSWORD" PGUSER="${POSTGRES_USER:-postgres}" '
-    'PGHOST=127.0.0.1 PGPORT=5432 exec "$@"'
+    'PGPASSWORD="${POSTGRES_PASSWORD:-$(cat "${POSTGRES_PASSWORD_FILE:-'
+    '/run/secrets/postgres-password}")}" '
+    'PGUSER="${POSTGRES_USER:-postgres}" PGHOST=127.0.0.1 PGPORT=5432 exec "$@"'
 )
 
 

@@ -212,6 +212,16 @@ class Stack:
         :class:`ServiceUnhealthy` naming the service, with its last log lines.
         """
         specs = self.resolve(services)
+        from infra_lib.stack.secrets import missing_secret_files
+
+        missing = missing_secret_files(self.settings.secrets_dir, [s.name for s in specs])
+        if missing:
+            raise ConfigError(
+                f"the secret files {', '.join(str(p) for p in missing)} do not exist, and "
+                "Compose hands them to the containers. Run `inv init --force` to write them "
+                "(it keeps every secret it can find; a new one will not match a data volume "
+                "made with an old one)."
+            )
         before = {s.name: s for s in self.status([s.name for s in specs])}
         # Compose itself is the no-op check: it leaves containers whose config
         # is unchanged alone and recreates the ones whose config changed.

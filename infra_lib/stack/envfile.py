@@ -1,8 +1,9 @@
-"""Write ``.env`` from ``.env.example`` with freshly generated secrets.
+"""Write ``.env`` from ``.env.example``, and the stack's secrets to their files.
 
-``.env.example`` documents every variable and leaves each secret empty, so a
-copy of it never starts a stack with a known password (Compose refuses the
-empty values). :func:`write_env_file` fills those blanks.
+``.env.example`` documents every variable and holds no secret, so a copy of
+it never starts a stack with a known password (Compose refuses a missing
+secret file). :func:`write_env_file` renders it and generates each secret
+into ``env/<project>/secrets/`` (see :mod:`infra_lib.stack.secrets`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class InitResult:
     backup: Path | None
     kept: tuple[str, ...] = ()
     replaced: tuple[str, ...] = ()
+    #: The folder of the secret files, and the files (re)written there.
+    secrets_dir: Path | None = None
+    secret_files: tuple[str, ...] = ()
 
 
 def parse_env_lines(text: str) -> dict[str, str]:
@@ -136,33 +140,46 @@ def write_env_file(
     new_secrets: bool = False,
     overrides: Mapping[str, str] | None = None,
 ) -> InitResult:
-    """Render ``template`` into ``target``, generating every empty secret.
+    """Render ``template`` into ``target`` and write every secret to its own file.
 
     Refuses to replace an existing ``target`` unless ``force``. With
     ``force`` the file is rewritten from the current template but every value
-    of the old file is kept (project name, ports, images, secrets, and
-    variables the template does not know), because the running containers
-    and the data volumes were made with them; only empty secrets are
-    generated. ``new_secrets`` also replaces the secrets that had a value
-    (see :attr:`InitResult.replaced`). The old file is kept beside it as
+    of the old file is kept (project name, ports, images, and variables the
+    template does not know), and so is every secret, whether the old file or
+    the secrets folder held it, because the running containers and the data
+    volumes were made with them; only missing secrets are generated.
+    ``new_secrets`` also replaces the secrets that had a value (see
+    :attr:`InitResult.replaced`). The old file is kept beside it as
     ``<name>.bak-<time>``, mode 0600. ``overrides`` sets values outright
-    (e.g. another project name or ports).
+    (e.g. another project name or ports, or a secret).
+
+    Secrets go to ``env/<project>/secrets/`` (see
+    :mod:`infra_lib.stack.secrets`), written before the env file, so an env
+    file never names a folder its secrets are not yet in. An env file that is
+    not beside ``template`` gets the folder as an absolute
+    ``INFRA_SECRETS_DIR``, since Compose would look beside the template.
     """
+    from infra_lib.stack.secrets import (
+        SECRET_FILES,
+        default_secrets_dir,
+        read_stack_secrets,
+        secrets_dir,
+        write_stack_secrets,
+    )
+
     if not template.is_file():
         raise ConfigError(f"{template} is missing; it is the template `inv init` fills in.")
-    backup: Path | None = None
+    old_text: str | None = None
     old: dict[str, str] = {}
     if target.exists():
         if not force:
             raise EnvFileExists(
-                f"{target} already exists and holds the stack's secrets; not overwriting it. "
-                "Use --force to rewrite it from the template keeping its values (the old file "
-                "is kept as a backup), or edit it."
+                f"{target} already exists and holds the stack's settings; not overwriting it. "
+                "Use --force to rewrite it from the template keeping its values and secrets "
+                "(the old file is kept as a backup), or edit it."
             )
         old_text = target.read_text(encoding="utf-8")
         old = parse_env_lines(old_text)
-        backup = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d%H%M%S')}")
-        write_private_file(backup, old_text)
 
     fixed = dict(overrides or {})
     values: dict[str, str] = {}
@@ -189,23 +206,58 @@ def write_env_file(
         line_of[key] = len(lines_out)
         lines_out.append(f"{key}={value}")
 
+    project = values.get("COMPOSE_PROJECT_NAME") or "infra"
+    beside_template = target.resolve().parent == template.resolve().parent
+    if not values.get("INFRA_SECRETS_DIR") and not beside_template:
+        values["INFRA_SECRETS_DIR"] = str(default_secrets_dir(target, project))
+        if "INFRA_SECRETS_DIR" in line_of:
+            lines_out[line_of["INFRA_SECRETS_DIR"]] = (
+                f"INFRA_SECRETS_DIR={values['INFRA_SECRETS_DIR']}"
+            )
+        else:
+            fixed["INFRA_SECRETS_DIR"] = values["INFRA_SECRETS_DIR"]
+    directory = secrets_dir(target, project, values.get("INFRA_SECRETS_DIR") or None)
+
+    # Each secret: given outright, kept (from the old env file or its file),
+    # or generated. An old env file and a file that disagree stop everything:
+    # the data volumes were made with one of the two.
+    on_disk = read_stack_secrets(directory) if directory.is_dir() else {}
+    clash = sorted(k for k in SECRET_FILES if old.get(k) and k in on_disk and on_disk[k] != old[k])
+    if clash and not new_secrets:
+        raise ConfigError(
+            f"{', '.join(clash)} in {target} differ from the files in {directory}; the data "
+            "volumes were made with one of them. Keep the right value in the file, delete the "
+            f"line from {target.name}, and run the command again."
+        )
+    secret_values: dict[str, str] = {}
+    for key in SECRET_FILES:
+        if key not in _INDEPENDENT:
+            continue
+        before = old.get(key) or on_disk.get(key) or ""
+        if key in fixed:
+            secret_values[key] = fixed.pop(key)
+        elif before and not new_secrets:
+            secret_values[key] = before
+            kept.append(key)
+        else:
+            secret_values[key] = _INDEPENDENT[key]()
+            generated.append(key)
+
     # The TURN credential LiveKit gives its clients derives from TURN_SECRET;
     # it is derived afresh on every write, which also renews its expiry.
-    if "TURN_SECRET" in values:
-        creds = turn_credentials(
-            values["TURN_SECRET"], "livekit", ttl_seconds=LIVEKIT_TURN_TTL_SECONDS
-        )
-        for key, value in (
-            ("LIVEKIT_TURN_USERNAME", creds.username),
-            ("LIVEKIT_TURN_CREDENTIAL", creds.credential),
-        ):
-            if key in line_of and (not values[key] or key in kept):
-                lines_out[line_of[key]] = f"{key}={value}"
-                values[key] = value
-                generated.append(key)
-                if key in kept:
-                    kept.remove(key)
-    extra = [k for k in old if k not in values and k not in fixed]
+    creds = turn_credentials(
+        secret_values["TURN_SECRET"], "livekit", ttl_seconds=LIVEKIT_TURN_TTL_SECONDS
+    )
+    secret_values["LIVEKIT_TURN_CREDENTIAL"] = creds.credential
+    generated.append("LIVEKIT_TURN_CREDENTIAL")
+    if "LIVEKIT_TURN_USERNAME" in line_of:
+        lines_out[line_of["LIVEKIT_TURN_USERNAME"]] = f"LIVEKIT_TURN_USERNAME={creds.username}"
+        values["LIVEKIT_TURN_USERNAME"] = creds.username
+        generated.append("LIVEKIT_TURN_USERNAME")
+        if "LIVEKIT_TURN_USERNAME" in kept:
+            kept.remove("LIVEKIT_TURN_USERNAME")
+
+    extra = [k for k in old if k not in values and k not in fixed and k not in SECRET_FILES]
     if extra:
         lines_out.append("")
         lines_out.append("# Kept from the previous file (not in the template):")
@@ -215,9 +267,20 @@ def write_env_file(
     for key, value in fixed.items():
         lines_out.append(f"{key}={value}")
 
-    replaced = tuple(k for k in generated if k in SECRET_KEYS and old.get(k) and k not in _DERIVED)
+    had = {k for k in SECRET_FILES if old.get(k) or on_disk.get(k)}
+    replaced = tuple(k for k in generated if k in had and k not in _DERIVED)
+    backup: Path | None = None
+    if old_text is not None:
+        backup = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d%H%M%S')}")
+        write_private_file(backup, old_text)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = write_stack_secrets(
+        directory, secret_values, livekit_api_key=values.get("LIVEKIT_API_KEY") or None
+    )
     write_private_file(target, "\n".join(lines_out) + "\n")
-    return InitResult(target, tuple(generated), backup, tuple(kept), replaced)
+    return InitResult(
+        target, tuple(generated), backup, tuple(kept), replaced, directory, tuple(written)
+    )
 
 
 def tighten_private(files: Iterable[Path] = (), dirs: Iterable[Path] = ()) -> list[str]:
@@ -253,7 +316,7 @@ def tighten_env_files(
 
     ``env_file`` (``.env``) and the ``<name>.bak-*`` copies beside it that
     ``inv init --force`` keeps; ``service_dir`` (``env/<project>``), its
-    ``*.env`` files and its parent. See :func:`tighten_private`.
+    ``*.env`` files, its ``secrets/`` folder and its parent. See :func:`tighten_private`.
     """
     files: list[Path] = []
     dirs: list[Path] = []
@@ -262,6 +325,9 @@ def tighten_env_files(
     if service_dir is not None:
         files += sorted(service_dir.glob("*.env"))
         dirs += [service_dir.parent, service_dir]
+        # The stack's secret files, in their default folder.
+        files += sorted(p for p in (service_dir / "secrets").glob("*") if p.is_file())
+        dirs.append(service_dir / "secrets")
     return tighten_private(files=files, dirs=dirs)
 
 

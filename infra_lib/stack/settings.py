@@ -82,6 +82,11 @@ class StackSettings(BaseSettings):
     turn_secret: SecretStr | None = None
     turn_realm: str = "infra.local"
 
+    #: The folder of the stack's secret files (one file per secret, see
+    #: :mod:`infra_lib.stack.secrets`). Absolute when given; resolved to
+    #: ``env/<project>/secrets`` beside the env file by :func:`load_stack_settings`.
+    infra_secrets_dir: str | None = None
+
     #: Compose profiles switched on (comma-separated), e.g. ``observability``;
     #: written by ``inv up --with NAME`` / ``--without NAME``.
     infra_profiles: str = ""
@@ -191,6 +196,13 @@ class StackSettings(BaseSettings):
 
         return url_host(self.infra_public_host)
 
+    @property
+    def secrets_dir(self) -> Path:
+        """Where the stack's secret files live (``env/<project>/secrets`` by default)."""
+        if self.infra_secrets_dir is None:
+            raise ConfigError("the secrets folder is known once settings come from an env file")
+        return Path(self.infra_secrets_dir)
+
     def secret(self, name: str) -> str:
         """The plain value of a secret field; raises ConfigError when it is unset."""
         return self.required(name)
@@ -200,8 +212,9 @@ class StackSettings(BaseSettings):
         value = getattr(self, name)
         if value is None:
             raise ConfigError(
-                f"{name.upper()} is not set. Run `inv init` to write .env with generated "
-                "secrets, or set it in the environment."
+                f"{name.upper()} is not set. Run `inv init` to write .env and the secret "
+                f"files with generated secrets, or set {name.upper()} or {name.upper()}_FILE "
+                "in the environment."
             )
         if isinstance(value, SecretStr):
             return value.get_secret_value()
@@ -233,12 +246,65 @@ def load_stack_settings(
             **overrides,
             "_env_file": env_file if env_file.is_file() else None,
         }
-        return _FileOnlySettings(**kwargs)
+        settings: StackSettings = _FileOnlySettings(**kwargs)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid settings in {env_file}: {problems}") from exc
+    return _with_secret_files(settings, env_file, environ or {})
+
+
+def _with_secret_files(
+    settings: StackSettings, env_file: Path, environ: Mapping[str, str]
+) -> StackSettings:
+    """Fill each secret from ``<NAME>_FILE`` or the secrets folder when not given as a value.
+
+    A value set directly wins (the environment over ``.env``, as for every
+    setting); a ``.env`` value that differs from the secret file Compose
+    hands the containers is refused, because one of the two is wrong and the
+    error would otherwise surface as a failed login much later.
+    """
+    from infra_lib.stack.envfile import parse_env_lines
+    from infra_lib.stack.secrets import SECRET_FILES, read_secret_file, secrets_dir
+
+    dotenv = parse_env_lines(env_file.read_text(encoding="utf-8")) if env_file.is_file() else {}
+
+    def given(key: str) -> str:
+        return environ.get(key) or dotenv.get(key) or ""
+
+    directory = secrets_dir(
+        env_file, settings.compose_project_name, given("INFRA_SECRETS_DIR") or None
+    )
+    update: dict[str, Any] = {"infra_secrets_dir": str(directory)}
+    for key, name in SECRET_FILES.items():
+        field = key.lower()
+        if field not in StackSettings.model_fields:
+            continue
+        current = getattr(settings, field)
+        file_var = given(f"{key}_FILE")
+        if current is not None and file_var:
+            raise ConfigError(f"both {key} and {key}_FILE are set; they are exclusive, keep one.")
+        if file_var:
+            update[field] = SecretStr(read_secret_file(Path(file_var), f"{key}_FILE"))
+            continue
+        path = directory / name
+        if current is None:
+            if path.is_file():
+                update[field] = SecretStr(read_secret_file(path, key))
+        elif (
+            dotenv.get(key)
+            and not environ.get(key)
+            and path.is_file()
+            and read_secret_file(path, key) != current.get_secret_value()
+        ):
+            raise ConfigError(
+                f"{key} in {env_file} differs from the secret file {path}, which is what "
+                "the containers get. Delete the line from the env file if the file is "
+                "right (`inv init --migrate-secrets` moves secrets out of .env), or "
+                "put the right value in the file."
+            )
+    return settings.model_copy(update=update)
 
 
 class _FileOnlySettings(StackSettings):

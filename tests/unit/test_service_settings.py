@@ -43,3 +43,27 @@ def test_importing_the_library_pulls_in_no_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_secrets_may_come_as_files_or_a_folder_of_files(tmp_path: Path) -> None:
+    url = tmp_path / "database-url"
+    url.write_text("postgresql://a:pw@h/db\n")
+    settings = ServiceSettings.load(environ={"DATABASE_URL_FILE": str(url)})
+    assert settings.require("DATABASE_URL") == "postgresql://a:pw@h/db"
+    assert "DATABASE_URL_FILE" not in settings.values
+
+    folder = tmp_path / "svc.secrets"
+    folder.mkdir()
+    (folder / "S3_SECRET_ACCESS_KEY").write_text("s3-secret\n")
+    (folder / "REDIS_URL").write_text("redis://u:p@h:6379/2\n")
+    env = tmp_path / "svc.env"
+    env.write_text("SERVICE_NAME=svc\nREDIS_URL=redis://direct@h:6379/2\n")
+    settings = ServiceSettings.load(env, environ={}, secrets_dir=folder)
+    assert settings.require("S3_SECRET_ACCESS_KEY") == "s3-secret"
+    # A value given directly wins over the folder.
+    assert settings.require("REDIS_URL") == "redis://direct@h:6379/2"
+
+
+def test_a_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL_FILE"):
+        ServiceSettings.load(environ={"REDIS_URL_FILE": str(tmp_path / "nope")})

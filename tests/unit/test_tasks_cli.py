@@ -14,6 +14,7 @@ from invoke.collection import Collection
 
 import tasks
 from infra_lib.stack.envfile import parse_env_lines
+from infra_lib.stack.secrets import read_stack_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = [
@@ -80,18 +81,43 @@ def test_down_volumes_without_yes_refuses_before_reading_anything(tmp_path: Path
     assert "--yes" in result.stderr
 
 
+def _all_values(env_file: Path) -> dict[str, str]:
+    """An env file's values plus those of the secret files it points at."""
+    values = parse_env_lines(env_file.read_text())
+    return {**values, **read_stack_secrets(Path(values["INFRA_SECRETS_DIR"]))}
+
+
 def test_init_writes_a_private_env_file(tmp_path: Path) -> None:
     target = tmp_path / "x.env"
     result = _inv("init", "--env-file", str(target))
     assert result.returncode == 0, result.stderr
     assert target.stat().st_mode & 0o777 == 0o600
+    assert "POSTGRES_PASSWORD" not in parse_env_lines(target.read_text())
     # Generated values are announced masked, never printed.
-    secret = next(
-        line.split("=", 1)[1]
-        for line in target.read_text().splitlines()
-        if line.startswith("POSTGRES_PASSWORD=")
-    )
+    secret = _all_values(target)["POSTGRES_PASSWORD"]
     assert secret not in result.stdout + result.stderr
+    assert "secret files" in result.stdout
+
+
+def test_init_migrate_secrets_moves_them_and_prints_none(tmp_path: Path) -> None:
+    target = tmp_path / "x.env"
+    assert _inv("init", "--env-file", str(target)).returncode == 0
+    before = _all_values(target)
+    secrets_dir = Path(before["INFRA_SECRETS_DIR"])
+    shutil.rmtree(secrets_dir)
+    # An older checkout: the passwords sit in the env file.
+    with target.open("a") as handle:
+        handle.write(f"POSTGRES_PASSWORD={before['POSTGRES_PASSWORD']}\n")
+        handle.write(f"REDIS_PASSWORD={before['REDIS_PASSWORD']}\n")
+
+    result = _inv("init", "--migrate-secrets", "--env-file", str(target))
+    assert result.returncode == 0, result.stderr
+    assert "removed POSTGRES_PASSWORD, REDIS_PASSWORD" in result.stdout
+    assert before["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
+    assert "POSTGRES_PASSWORD" not in parse_env_lines(target.read_text())
+    moved = read_stack_secrets(secrets_dir)
+    assert moved["POSTGRES_PASSWORD"] == before["POSTGRES_PASSWORD"]
+    assert moved["REDIS_PASSWORD"] == before["REDIS_PASSWORD"]
 
 
 # Flags that reveal secrets, skip a confirmation or destroy data.
@@ -157,11 +183,11 @@ def test_init_force_keeps_the_project_ports_and_secrets(tmp_path: Path) -> None:
     text = text.replace("COMPOSE_PROJECT_NAME=infra\n", "COMPOSE_PROJECT_NAME=infra-two\n")
     text = text.replace("POSTGRES_PORT=5432\n", "POSTGRES_PORT=5632\n")
     target.write_text(text)
-    before = parse_env_lines(text)
+    before = _all_values(target)
 
     result = _inv("init", "--force", "--env-file", str(target))
     assert result.returncode == 0, result.stderr
-    after = parse_env_lines(target.read_text())
+    after = _all_values(target)
     for key in (
         "COMPOSE_PROJECT_NAME",
         "POSTGRES_PORT",
@@ -176,14 +202,14 @@ def test_init_force_keeps_the_project_ports_and_secrets(tmp_path: Path) -> None:
 def test_init_new_secrets_says_the_volumes_keep_the_old_ones(tmp_path: Path) -> None:
     target = tmp_path / "x.env"
     assert _inv("init", "--env-file", str(target)).returncode == 0
-    before = parse_env_lines(target.read_text())
+    before = _all_values(target)
     refused = _inv("init", "--new-secrets", "--env-file", str(target))
     assert refused.returncode == 2
     assert "--force" in refused.stderr
 
     result = _inv("init", "--force", "--new-secrets", "--env-file", str(target))
     assert result.returncode == 0, result.stderr
-    after = parse_env_lines(target.read_text())
+    after = _all_values(target)
     assert after["POSTGRES_PASSWORD"] != before["POSTGRES_PASSWORD"]
     assert "replaced" in result.stdout and "POSTGRES_PASSWORD" in result.stdout
     assert "data volumes still hold the old" in result.stdout
