@@ -168,7 +168,9 @@ def _init_env(
 ) -> None:
     from infra_lib.stack.envfile import SECRET_KEYS, mask, write_env_file
 
-    result = write_env_file(ROOT / ".env.example", target, force=force, new_secrets=new_secrets)
+    result = write_env_file(
+        ROOT / ".env.example", target, force=force, new_secrets=new_secrets, environ=os.environ
+    )
     say(f"wrote {result.path} (mode 0600)")
     if result.secret_files:
         say(

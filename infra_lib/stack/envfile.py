@@ -139,6 +139,7 @@ def write_env_file(
     force: bool = False,
     new_secrets: bool = False,
     overrides: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> InitResult:
     """Render ``template`` into ``target`` and write every secret to its own file.
 
@@ -158,6 +159,9 @@ def write_env_file(
     file never names a folder its secrets are not yet in. An env file that is
     not beside ``template`` gets the folder as an absolute
     ``INFRA_SECRETS_DIR``, since Compose would look beside the template.
+    ``environ`` is the process environment: its ``COMPOSE_PROJECT_NAME`` and
+    ``INFRA_SECRETS_DIR`` win over the file's, as they do for Compose, so the
+    secrets land where the stack will look for them.
     """
     from infra_lib.stack.secrets import (
         SECRET_FILES,
@@ -206,9 +210,12 @@ def write_env_file(
         line_of[key] = len(lines_out)
         lines_out.append(f"{key}={value}")
 
-    project = values.get("COMPOSE_PROJECT_NAME") or "infra"
+    env = environ or {}
+    project = env.get("COMPOSE_PROJECT_NAME") or values.get("COMPOSE_PROJECT_NAME") or "infra"
     beside_template = target.resolve().parent == template.resolve().parent
-    if not values.get("INFRA_SECRETS_DIR") and not beside_template:
+    if env.get("INFRA_SECRETS_DIR"):
+        values["INFRA_SECRETS_DIR"] = env["INFRA_SECRETS_DIR"]
+    elif not values.get("INFRA_SECRETS_DIR") and not beside_template:
         values["INFRA_SECRETS_DIR"] = str(default_secrets_dir(target, project))
         if "INFRA_SECRETS_DIR" in line_of:
             lines_out[line_of["INFRA_SECRETS_DIR"]] = (

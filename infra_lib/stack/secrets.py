@@ -113,7 +113,10 @@ def write_stack_secrets(
     unknown = sorted(set(values) - set(SECRET_FILES))
     if unknown:
         raise ConfigError(f"not a secret of the stack: {', '.join(unknown)}")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Every folder made here is private from the start (mkdir's parents
+    # would otherwise get the default mode, e.g. 0755).
+    for folder in reversed([p for p in (directory, *directory.parents) if not p.exists()]):
+        folder.mkdir(mode=0o700, exist_ok=True)
     tighten_private(dirs=[directory])
     wanted: dict[str, str] = {}
     for key, value in values.items():

@@ -290,3 +290,14 @@ def test_missing_template_is_a_config_error(tmp_path: Path) -> None:
 def test_mask_hides_value_and_length() -> None:
     assert mask("a") == mask("a-much-longer-secret-value")
     assert "secret" not in mask("secret")
+
+
+def test_the_environments_project_decides_where_secrets_go(tmp_path: Path) -> None:
+    template = tmp_path / ".env.example"
+    template.write_text(TEMPLATE.read_text())
+    result = write_env_file(
+        template, tmp_path / ".env", environ={"COMPOSE_PROJECT_NAME": "from-shell"}
+    )
+    # As for Compose: the shell's project name wins over the file's.
+    assert result.secrets_dir == tmp_path / "env" / "from-shell" / "secrets"
+    assert stat.S_IMODE((tmp_path / "env").stat().st_mode) == 0o700
