@@ -30,6 +30,7 @@ from infra_lib.backup.remote import (
 )
 from infra_lib.redis.config import RedisConfig
 from infra_lib.stack.compose import Stack
+from infra_lib.stack.settings import load_stack_settings
 from infra_lib.storage.config import S3Config
 
 from .conftest import ROOT
@@ -52,6 +53,10 @@ def inv(project: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run a task as a user would, with local archives under ``backups/<project>``."""
     env = {**os.environ, "COMPOSE_PROJECT_NAME": project}
     env.pop("BACKUP_S3_ENDPOINT", None)
+    # Another project name looks for secrets under its own name; these runs
+    # use the running stack's servers, so they get its secrets folder.
+    main = load_stack_settings(ROOT / ".env", environ=os.environ)
+    env["INFRA_SECRETS_DIR"] = str(main.secrets_dir)
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=ROOT,

@@ -113,6 +113,8 @@ def test_env_files_readable_by_others_are_tightened_with_a_warning(
         (ROOT / ".env").read_text(),
         flags=re.MULTILINE,
     )
+    # A copy kept elsewhere names the secrets folder, as `inv init` writes it.
+    text += f"INFRA_SECRETS_DIR={settings.secrets_dir}\n"
     env_copy.write_text(text)
     env_copy.chmod(0o644)
     old_copy = tmp_path / ".env.bak-20260101000000"
