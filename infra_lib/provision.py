@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from infra_lib.errors import ConfigError, InfraError, ProvisionError
 from infra_lib.manifest import Manifest, ServiceManifest
-from infra_lib.stack.envfile import parse_env_lines, write_private_file
+from infra_lib.stack.envfile import make_private_dirs, parse_env_lines, write_private_file
 
 if TYPE_CHECKING:
     from infra_lib.gateway.layer import GatewayEnv
@@ -185,19 +185,11 @@ def provision(
         )
 
 
-def _private_dirs(path: Path) -> None:
-    # mkdir(parents=True) gives the parents it makes the default mode (0755
-    # here), so `env/` itself would be readable by every user.
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-
-
 @contextmanager
 def _serialised(env_dir: Path, postgres: PostgresConfig | None, timeout: float) -> Iterator[None]:
     # The lock file covers runs on this machine (and runs without PostgreSQL),
     # the advisory lock runs elsewhere that share the server.
-    _private_dirs(env_dir)
+    make_private_dirs(env_dir)
     deadline = time.monotonic() + timeout
     with (env_dir / ".provision.lock").open("a") as handle:
         while True:
@@ -345,7 +337,7 @@ def _write_secret_files(env_dir: Path, service: str, values: dict[str, str]) -> 
     removed, so the folder never holds a revoked credential.
     """
     directory = secret_files_dir(env_dir, service)
-    _private_dirs(directory)
+    make_private_dirs(directory)
     wanted = {k: v for k, v in values.items() if k in SECRET_ENV_KEYS and v}
     changed: list[str] = []
     for key, value in sorted(wanted.items()):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from infra_lib._extras import optional_sdks
 from infra_lib.errors import ConfigError
 from infra_lib.stack.envfile import parse_env_lines
+from infra_lib.stack.secrets import read_secret_file
 
 if TYPE_CHECKING:
     import psycopg
@@ -48,12 +49,6 @@ _KNOWN = frozenset(
         "GATEWAY_LIVEKIT_URL",
     }
 )  # fmt: skip
-
-
-def _read_secret(path: Path, what: str) -> str:
-    from infra_lib.stack.secrets import read_secret_file
-
-    return read_secret_file(path, what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +92,9 @@ class ServiceSettings:
         for key in sorted(_KNOWN - {k for k, v in values.items() if v}):
             file_var = file_vars.get(f"{key}_FILE")
             if file_var:
-                values[key] = _read_secret(Path(file_var), f"{key}_FILE")
+                values[key] = read_secret_file(Path(file_var), f"{key}_FILE")
             elif secrets_dir is not None and (Path(secrets_dir) / key).is_file():
-                values[key] = _read_secret(Path(secrets_dir) / key, key)
+                values[key] = read_secret_file(Path(secrets_dir) / key, key)
         return cls(
             {k: v for k, v in values.items() if not k.endswith("_FILE")},
             values.get("SERVICE_NAME", ""),

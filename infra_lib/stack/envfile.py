@@ -23,6 +23,7 @@ __all__ = [
     "GENERATED_KEYS",
     "SECRET_KEYS",
     "InitResult",
+    "make_private_dirs",
     "mask",
     "parse_env_lines",
     "set_env_value",
@@ -132,6 +133,17 @@ def write_private_file(path: Path, text: str) -> None:
         raise
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700.
+
+    ``mkdir(parents=True)`` gives the parents it makes the default mode
+    (0755 here), so ``env/`` itself would be listable by every user.
+    """
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
 def write_env_file(
     template: Path,
     target: Path,
@@ -167,6 +179,7 @@ def write_env_file(
         SECRET_FILES,
         default_secrets_dir,
         read_stack_secrets,
+        refuse_clashes,
         secrets_dir,
         write_stack_secrets,
     )
@@ -229,13 +242,8 @@ def write_env_file(
     # or generated. An old env file and a file that disagree stop everything:
     # the data volumes were made with one of the two.
     on_disk = read_stack_secrets(directory) if directory.is_dir() else {}
-    clash = sorted(k for k in SECRET_FILES if old.get(k) and k in on_disk and on_disk[k] != old[k])
-    if clash and not new_secrets:
-        raise ConfigError(
-            f"{', '.join(clash)} in {target} differ from the files in {directory}; the data "
-            "volumes were made with one of them. Keep the right value in the file, delete the "
-            f"line from {target.name}, and run the command again."
-        )
+    if not new_secrets:
+        refuse_clashes(old, on_disk, target, directory)
     secret_values: dict[str, str] = {}
     for key in SECRET_FILES:
         if key not in _INDEPENDENT:

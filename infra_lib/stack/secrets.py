@@ -31,12 +31,12 @@ __all__ = [
     "SERVICE_SECRETS",
     "SecretsMigration",
     "default_secrets_dir",
-    "env_secret_keys",
     "livekit_keys_text",
     "migrate_env_secrets",
     "missing_secret_files",
     "read_secret_file",
     "read_stack_secrets",
+    "refuse_clashes",
     "secrets_dir",
     "sync_secret_files",
     "write_stack_secrets",
@@ -108,15 +108,12 @@ def write_stack_secrets(
     and a LiveKit secret (given or already on disk) LiveKit's key file is
     kept in step.
     """
-    from infra_lib.stack.envfile import tighten_private, write_private_file
+    from infra_lib.stack.envfile import make_private_dirs, tighten_private, write_private_file
 
     unknown = sorted(set(values) - set(SECRET_FILES))
     if unknown:
         raise ConfigError(f"not a secret of the stack: {', '.join(unknown)}")
-    # Every folder made here is private from the start (mkdir's parents
-    # would otherwise get the default mode, e.g. 0755).
-    for folder in reversed([p for p in (directory, *directory.parents) if not p.exists()]):
-        folder.mkdir(mode=0o700, exist_ok=True)
+    make_private_dirs(directory)
     tighten_private(dirs=[directory])
     wanted: dict[str, str] = {}
     for key, value in values.items():
@@ -170,13 +167,7 @@ def migrate_env_secrets(env_file: Path, directory: Path) -> SecretsMigration:
     values = parse_env_lines(text)
     held = {k: v for k, v in values.items() if k in SECRET_FILES and v}
     on_disk = read_stack_secrets(directory) if directory.is_dir() else {}
-    clash = sorted(k for k, v in held.items() if k in on_disk and on_disk[k] != v)
-    if clash:
-        raise ConfigError(
-            f"{', '.join(clash)} in {env_file} differ from the files in {directory}; the data "
-            "volumes were made with one of them. Keep the right value in the file, delete the "
-            f"line from {env_file.name}, and run the command again."
-        )
+    refuse_clashes(held, on_disk, env_file, directory)
     written = write_stack_secrets(
         directory,
         {k: v for k, v in held.items() if k not in on_disk},
@@ -191,6 +182,27 @@ def migrate_env_secrets(env_file: Path, directory: Path) -> SecretsMigration:
     if removed:
         write_private_file(env_file, "\n".join(kept_lines) + "\n")
     return SecretsMigration(directory, tuple(written), removed)
+
+
+def refuse_clashes(
+    env_values: Mapping[str, str], on_disk: Mapping[str, str], env_file: Path, directory: Path
+) -> None:
+    """Raise :class:`ConfigError` if ``env_file`` and a secret file hold different values.
+
+    The data volumes were made with one of the two, and only the user can
+    say which; nothing is written before this check.
+    """
+    clash = sorted(
+        k
+        for k in SECRET_FILES
+        if env_values.get(k) and k in on_disk and on_disk[k] != env_values[k]
+    )
+    if clash:
+        raise ConfigError(
+            f"{', '.join(clash)} in {env_file} differ from the files in {directory}; the data "
+            "volumes were made with one of them. Keep the right value in the file, delete the "
+            f"line from {env_file.name}, and run the command again."
+        )
 
 
 def secrets_dir(env_file: Path, project: str, configured: str | None) -> Path:
@@ -209,16 +221,6 @@ def secrets_dir(env_file: Path, project: str, configured: str | None) -> Path:
             )
         return path
     return default_secrets_dir(env_file, project)
-
-
-def env_secret_keys(env_file: Path) -> list[str]:
-    """The secrets ``env_file`` still holds as plaintext lines (with a value)."""
-    from infra_lib.stack.envfile import parse_env_lines
-
-    if not env_file.is_file():
-        return []
-    values = parse_env_lines(env_file.read_text(encoding="utf-8"))
-    return [k for k in SECRET_FILES if values.get(k)]
 
 
 def sync_secret_files(env_file: Path, directory: Path) -> list[str]:
