@@ -236,6 +236,15 @@ def _migrate_secrets(env_path: Path, say: Callable[[str], None]) -> None:
 
     settings = load_stack_settings(env_path, environ=os.environ)
     result = migrate_env_secrets(env_path, settings.secrets_dir)
+    for copy in result.scrubbed:
+        say(f"removed the secrets that are now in files from the older copy {copy}")
+    for copy, names in result.still_held:
+        _warn(
+            [
+                f"{copy} still holds {', '.join(names)} with values that differ from the files "
+                "(from before `--new-secrets`?). Delete the copy once no volume needs them."
+            ]
+        )
     if not result.removed_from_env:
         say(f"{env_path} holds no secrets; nothing to move (they are in {result.directory})")
         return
@@ -583,6 +592,7 @@ def _provision(
     redis: bool = True,
     storage: bool = True,
     secret_files: bool = False,
+    rotate: bool = False,
 ) -> ProvisionReport:
     from infra_lib.gateway.layer import GatewayEnv, GatewayPaths, PublicUrls
     from infra_lib.gateway.layer import is_enabled as gateway_enabled
@@ -612,6 +622,7 @@ def _provision(
         if gateway_enabled(stack.settings)
         else None,
         secret_files=secret_files,
+        rotate=rotate,
     )
 
 
@@ -675,6 +686,57 @@ def provision(
             )
         if gateway_enabled(stack.settings) and not service:
             _report_table(_gateway_apply(stack, manifest, dry_run=dry_run))
+
+
+@task(
+    help={
+        "service": "The service whose credentials to replace (a name from infra.toml).",
+        "dry-run": "Show what would change; change nothing.",
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+        "allow-foreign-project": "Act even if the project's containers were created from "
+        "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
+    },
+)
+def rotate(
+    c: Context,
+    service: str,
+    dry_run: bool = False,
+    manifest: str | None = None,
+    env_file: str | None = None,
+    allow_foreign_project: bool = False,
+) -> None:
+    """Give one service new PostgreSQL, Redis and storage credentials; the old ones stop working.
+
+    Its env file (and its secret files, if it has them) gets the new values
+    before any server does, so a rotation that stops halfway loses nothing:
+    run it again, or `inv provision`, to finish.
+    """
+    from infra_lib.provision import ROTATED_KEYS
+
+    with _errors():
+        stack = _stack(env_file, allow_foreign=allow_foreign_project)
+        report = _provision(stack, [service], dry_run=dry_run, manifest=manifest, rotate=True)
+        _report_table(report)
+        if dry_run:
+            return
+        (env,) = report.env_files
+        rotated = sorted(k for k in ROTATED_KEYS if k in env.values)
+        if not rotated:
+            print(f"{service} has no PostgreSQL, Redis or storage credentials of its own.")
+            return
+        logins = []
+        if "PGPASSWORD" in env.values:
+            logins.append(f"PostgreSQL role {env.values['PGUSER']}")
+        if "REDIS_PASSWORD" in env.values:
+            logins.append(f"Redis user {env.values['REDIS_USERNAME']}")
+        if "S3_SECRET_ACCESS_KEY" in env.values:
+            logins.append(f"storage user {env.values['S3_ACCESS_KEY_ID']}")
+        print(
+            f"rotated {', '.join(rotated)} of {service}: {', '.join(logins)} now accept only the "
+            f"new values.\n{service} must reload {_shown(env.path)} (restart it): connections it "
+            "has open stay open until then, and new ones need the new values."
+        )
 
 
 @task(

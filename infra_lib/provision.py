@@ -58,6 +58,10 @@ SECRET_ENV_KEYS = frozenset(
 )
 
 
+#: The credentials a rotation replaces: each is the service's own on its server.
+ROTATED_KEYS = frozenset({"PGPASSWORD", "REDIS_PASSWORD", "S3_SECRET_ACCESS_KEY"})
+
+
 @dataclass(frozen=True, slots=True)
 class ProvisionRow:
     """One line of the provisioning report."""
@@ -136,6 +140,7 @@ def provision(
     on_applied: Callable[[str], None] | None = None,
     gateway: GatewayEnv | None = None,
     secret_files: bool = False,
+    rotate: bool = False,
 ) -> ProvisionReport:
     """Create what the manifest's services need and write their env files.
 
@@ -151,6 +156,12 @@ def provision(
     the run to some services. With ``dry_run`` nothing is changed and the
     report shows the plan.
 
+    ``rotate`` gives the chosen services new PostgreSQL, Redis and storage
+    credentials (:data:`ROTATED_KEYS`) instead of reusing their env files':
+    each server then accepts only the new ones. A backend left out of the run
+    keeps its credentials. The LiveKit key pair is the stack's, not a
+    service's, and is not rotated here.
+
     Every backend is planned and checked (names, ownership, privileges, Redis
     DB numbers, MinIO users) before the first change, and a dry run makes
     exactly those checks. Env files are written before the credentials in
@@ -165,7 +176,18 @@ def provision(
     chosen = [manifest.service(name) for name in services] if services else list(manifest)
     if dry_run:
         return _run(
-            manifest, chosen, env_dir, postgres, redis, storage, livekit, otlp, True, None, gateway
+            manifest,
+            chosen,
+            env_dir,
+            postgres,
+            redis,
+            storage,
+            livekit,
+            otlp,
+            True,
+            None,
+            gateway,
+            rotate=rotate,
         )
     with _serialised(env_dir, postgres, lock_timeout):
         # Read the env files only now: a run that held the lock may have written them.
@@ -182,6 +204,7 @@ def provision(
             on_applied,
             gateway,
             secret_files,
+            rotate=rotate,
         )
 
 
@@ -230,8 +253,20 @@ def _run(
     on_applied: Callable[[str], None] | None,
     gateway: GatewayEnv | None = None,
     secret_files: bool = False,
+    *,
+    rotate: bool = False,
 ) -> ProvisionReport:
     existing = {s.name: _existing(env_dir, s.name) for s in chosen}
+    # The planners reuse a password they find and make one they do not; a
+    # rotation hides the old ones from them. Skipped backends still see them.
+    reused = (
+        {
+            name: {k: v for k, v in kv.items() if k not in ROTATED_KEYS}
+            for name, kv in existing.items()
+        }
+        if rotate
+        else existing
+    )
     values: dict[str, dict[str, str]] = {s.name: {"SERVICE_NAME": s.name} for s in chosen}
 
     # 1. Plan every backend; each planner raises before anything is changed.
@@ -239,15 +274,15 @@ def _run(
     # dropping those keys would make the next full run set new passwords.
     stages: list[_Stage] = []
     if postgres is not None:
-        stages.append(_plan_postgres(chosen, existing, postgres, values))
+        stages.append(_plan_postgres(chosen, reused, postgres, values))
     else:
         _keep(chosen, existing, values, "postgres")
     if redis is not None:
-        stages.append(_plan_redis(chosen, existing, redis, values))
+        stages.append(_plan_redis(chosen, reused, redis, values))
     else:
         _keep(chosen, existing, values, "redis")
     if storage is not None:
-        stages.append(_plan_storage(manifest, chosen, existing, storage, values))
+        stages.append(_plan_storage(manifest, chosen, reused, storage, values))
     else:
         _keep(chosen, existing, values, "storage")
     if livekit is None:
@@ -290,6 +325,10 @@ def _run(
 
     # 2. Hand out every credential before a server accepts it.
     pending = [s for s in chosen if before[s.name] != _render_env(s, values[s.name])]
+    # A service's secret files, once asked for, follow every change of its env
+    # file, and get new credentials before any server does, like the env file.
+    with_files = [s for s in chosen if secret_files or secret_files_dir(env_dir, s.name).is_dir()]
+    file_rows = {s.name: _write_secret_files(env_dir, s.name, values[s.name]) for s in with_files}
     for service in pending:
         text = _render_env(service, values[service.name], complete=False)
         write_private_file(env_path(env_dir, service.name), text)
@@ -318,8 +357,7 @@ def _run(
             change: Change = "create" if before[service.name] is None else "change"
             rows.append(ProvisionRow(service.name, "env file", str(path), change, "mode 0600"))
         env_files.append(ServiceEnv(service.name, path, values[service.name]))
-        if secret_files:
-            rows += _write_secret_files(env_dir, service.name, values[service.name])
+        rows += file_rows.get(service.name, [])
     return ProvisionReport(tuple(rows), False, tuple(env_files))
 
 

@@ -19,7 +19,7 @@ Importing this module imports no driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +148,10 @@ class SecretsMigration:
     directory: Path
     written: tuple[str, ...]
     removed_from_env: tuple[str, ...]
+    #: ``.env.bak-*`` copies the secrets now in files were removed from.
+    scrubbed: tuple[Path, ...] = ()
+    #: Copies still holding a secret that differs from its file, with its names.
+    still_held: tuple[tuple[Path, tuple[str, ...]], ...] = ()
 
 
 def migrate_env_secrets(env_file: Path, directory: Path) -> SecretsMigration:
@@ -158,6 +162,11 @@ def migrate_env_secrets(env_file: Path, directory: Path) -> SecretsMigration:
     in at least one place. A secret whose file already exists with another
     value is refused: the data volumes were made with one of the two, and
     only the user can say which.
+
+    The ``<name>.bak-*`` copies that ``inv init --force`` left beside it lose
+    every secret that now has a file with the same value. An older value (from
+    before ``--new-secrets``) is left where it is and reported in
+    :attr:`SecretsMigration.still_held`: it may be the one a volume still uses.
     """
     from infra_lib.stack.envfile import parse_env_lines, write_private_file
 
@@ -173,15 +182,37 @@ def migrate_env_secrets(env_file: Path, directory: Path) -> SecretsMigration:
         {k: v for k, v in held.items() if k not in on_disk},
         livekit_api_key=values.get("LIVEKIT_API_KEY") or None,
     )
-    kept_lines = [
-        line
-        for line in text.splitlines()
-        if line.strip().startswith("#") or line.partition("=")[0].strip() not in SECRET_FILES
-    ]
     removed = tuple(k for k in SECRET_FILES if k in values)
     if removed:
-        write_private_file(env_file, "\n".join(kept_lines) + "\n")
-    return SecretsMigration(directory, tuple(written), removed)
+        write_private_file(env_file, _without(text, lambda key, value: True))
+    now = read_stack_secrets(directory) if directory.is_dir() else {}
+    scrubbed: list[Path] = []
+    still_held: list[tuple[Path, tuple[str, ...]]] = []
+    for copy in sorted(env_file.parent.glob(f"{env_file.name}.bak-*")):
+        old = copy.read_text(encoding="utf-8")
+        held_here = {k: v for k, v in parse_env_lines(old).items() if k in SECRET_FILES and v}
+        if any(now.get(k) == v for k, v in held_here.items()):
+            write_private_file(copy, _without(old, lambda key, value: now.get(key) == value))
+            scrubbed.append(copy)
+        other = tuple(sorted(k for k, v in held_here.items() if now.get(k) != v))
+        if other:
+            still_held.append((copy, other))
+    return SecretsMigration(directory, tuple(written), removed, tuple(scrubbed), tuple(still_held))
+
+
+def _without(text: str, drop: Callable[[str, str], bool]) -> str:
+    """``text`` (an env file) without the secret lines ``drop(key, value)`` picks."""
+    from infra_lib.stack.envfile import parse_env_lines
+
+    kept = []
+    for line in text.splitlines():
+        parsed = parse_env_lines(line)
+        if not line.strip().startswith("#") and len(parsed) == 1:
+            ((key, value),) = parsed.items()
+            if key in SECRET_FILES and drop(key, value):
+                continue
+        kept.append(line)
+    return "\n".join(kept) + "\n"
 
 
 def refuse_clashes(

@@ -211,6 +211,22 @@ def test_migration_moves_secrets_out_of_env_without_changing_them(tmp_path: Path
     assert migrate_env_secrets(target, directory).removed_from_env == ()
 
 
+def test_migration_scrubs_older_copies_but_keeps_values_no_file_has(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    target.write_text("COMPOSE_PROJECT_NAME=old\nPOSTGRES_PASSWORD=pg-pass\n")
+    same = tmp_path / ".env.bak-20260101000000"
+    same.write_text("COMPOSE_PROJECT_NAME=old\nPOSTGRES_PASSWORD=pg-pass\nREDIS_PASSWORD=\n")
+    older = tmp_path / ".env.bak-20250101000000"
+    older.write_text("POSTGRES_PASSWORD=before-new-secrets\nPOSTGRES_PORT=5432\n")
+    result = migrate_env_secrets(target, tmp_path / "secrets")
+    assert result.scrubbed == (same,)
+    assert same.read_text() == "COMPOSE_PROJECT_NAME=old\nREDIS_PASSWORD=\n"
+    assert stat.S_IMODE(same.stat().st_mode) == 0o600
+    # Perhaps the value a volume still uses: kept, and named.
+    assert older.read_text() == "POSTGRES_PASSWORD=before-new-secrets\nPOSTGRES_PORT=5432\n"
+    assert result.still_held == ((older, ("POSTGRES_PASSWORD",)),)
+
+
 def test_migration_refuses_a_clash_and_changes_nothing(tmp_path: Path) -> None:
     target = tmp_path / ".env"
     target.write_text("POSTGRES_PASSWORD=in-env\n")
