@@ -605,13 +605,23 @@ def _provision(
     from infra_lib.redis.config import RedisConfig
     from infra_lib.storage.config import S3Config
 
+    plan = load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
+    chosen = [plan.service(name) for name in services] if services else list(plan)
+
+    def needed(backend: str) -> bool:
+        # A target that has only some servers (a managed PostgreSQL, say) is
+        # never asked for the credentials of one its services do not use.
+        return any(getattr(s, backend) is not None for s in chosen)
+
     return run_provision(
-        load_manifest(Path(manifest).resolve() if manifest else MANIFEST),
+        plan,
         env_dir=_env_dir(stack.project_name),
-        postgres=PostgresConfig.from_stack(stack.settings) if postgres else None,
-        redis=RedisConfig.from_stack(stack.settings) if redis else None,
-        storage=S3Config.from_stack(stack.settings) if storage else None,
-        livekit=LiveKitConfig.from_stack(stack.settings),
+        postgres=PostgresConfig.from_stack(stack.settings)
+        if postgres and needed("postgres")
+        else None,
+        redis=RedisConfig.from_stack(stack.settings) if redis and needed("redis") else None,
+        storage=S3Config.from_stack(stack.settings) if storage and needed("storage") else None,
+        livekit=LiveKitConfig.from_stack(stack.settings) if needed("livekit") else None,
         otlp=OtlpEndpoints.from_stack(stack.settings) if is_enabled(stack.settings) else None,
         services=services,
         dry_run=dry_run,

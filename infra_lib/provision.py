@@ -513,6 +513,10 @@ def _plan_postgres(
                 "JDBC_DATABASE_PASSWORD": password,
             }
         )
+        if login.sslrootcert:
+            # libpq, pgx and pgjdbc all read this name; the URLs carry it too.
+            values[service.name]["PGSSLROOTCERT"] = login.sslrootcert
+            values[service.name]["JDBC_DATABASE_URL"] += f"&sslrootcert={login.sslrootcert}"
     provisioner = PostgresProvisioner(config)
     plan = provisioner.plan(roles, databases, harden=True)
     rows = [

@@ -54,7 +54,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
@@ -91,6 +91,7 @@ from infra_lib.postgres.config import PostgresConfig
 
 if TYPE_CHECKING:
     from infra_lib.stack.compose import Stack
+    from infra_lib.stack.settings import StackSettings
 
 __all__ = [
     "DEFAULT_COMPRESSION",
@@ -112,6 +113,8 @@ _R = TypeVar("_R")
 #: as well (200 MB of table data: 1.2 s vs 4.0 s here). Needs PostgreSQL 16+
 #: tools built with zstd, as the official images are.
 DEFAULT_COMPRESSION = "zstd:3"
+#: What ``pg_dump`` 15 and older take instead (gzip level 6, their default).
+OLD_CLIENT_COMPRESSION = "6"
 GLOBALS_FILE = "globals.sql.gz"
 #: Marks temporary databases of a restore or drill, so a leftover is recognisable.
 TEMP_COMMENT = "infra-lib restore in progress; safe to drop if no restore runs"
@@ -127,7 +130,7 @@ class PgTools(Protocol):
 
     @property
     def kind(self) -> str:
-        """``"container"`` or ``"local"``."""
+        """``"container"`` (the stack's), ``"image"`` (a one-off container) or ``"local"``."""
 
     def command(
         self, program: str, args: Sequence[str], *, what: str, database: str | None = None
@@ -214,6 +217,93 @@ class LocalPgTools:
         return Command((path, *args), what, env)
 
 
+#: Where :class:`ImagePgTools` mounts the password file and the CA bundle.
+_MOUNT = "/run/infra-pg"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePgTools:
+    """The tools of a PostgreSQL image, each run in a one-off container (``docker run --rm``).
+
+    For a server outside the stack whose major version is newer than the
+    host's tools: the image brings tools of its own version. The container
+    shares the host's network, so it reaches the server as the host does.
+    The password reaches it as a libpq password file, mounted read-only from
+    ``private_dir`` (0700, the file 0600), so it is in no argument and in no
+    container's environment (``docker inspect`` shows only the path).
+    """
+
+    config: PostgresConfig
+    image: str
+    private_dir: Path
+    docker: str = "docker"
+    kind: str = "image"
+
+    def _passfile(self) -> Path:
+        from infra_lib.stack.envfile import make_private_dirs, write_private_file
+
+        cfg = self.config
+        make_private_dirs(self.private_dir)
+        path = self.private_dir / "pg-tools.pgpass"
+
+        def escaped(value: str) -> str:
+            return value.replace("\\", "\\\\").replace(":", "\\:")
+
+        line = ":".join(
+            [escaped(cfg.host), str(cfg.port), "*", escaped(cfg.user), escaped(cfg.password or "")]
+        )
+        if not path.is_file() or path.read_text(encoding="utf-8") != line + "\n":
+            write_private_file(path, line + "\n")
+        return path
+
+    def command(
+        self, program: str, args: Sequence[str], *, what: str, database: str | None = None
+    ) -> Command:
+        cfg = self.config
+        mounts = ["--volume", f"{self._passfile()}:{_MOUNT}/pgpass:ro"]
+        env = {
+            "PGHOST": cfg.host,
+            "PGPORT": str(cfg.port),
+            "PGUSER": cfg.user,
+            "PGSSLMODE": cfg.sslmode,
+            "PGCONNECT_TIMEOUT": str(cfg.connect_timeout),
+            "PGAPPNAME": cfg.application_name,
+            "PGDATABASE": database or cfg.dbname,
+            "PGPASSFILE": f"{_MOUNT}/pgpass",
+        }
+        if cfg.sslrootcert:
+            mounts += ["--volume", f"{cfg.sslrootcert}:{_MOUNT}/ca.pem:ro"]
+            env["PGSSLROOTCERT"] = f"{_MOUNT}/ca.pem"
+        settings = [part for key, value in env.items() for part in ("--env", f"{key}={value}")]
+        argv = (
+            self.docker, "run", "--rm", "--interactive", "--network", "host",
+            "--user", "0", *mounts, *settings, "--entrypoint", program, self.image, *args,
+        )  # fmt: skip
+        return Command(argv, what)
+
+
+def choose_managed_tools(
+    config: PostgresConfig, settings: StackSettings, server_major: int
+) -> PgTools:
+    """The tools for a server outside the stack, as ``POSTGRES_TOOLS`` says (see settings)."""
+    image = ImagePgTools(
+        config, settings.postgres_tools_image or settings.postgres_image, settings.secrets_dir
+    )
+    local = LocalPgTools(config)
+    if settings.postgres_tools == "image":
+        return image
+    if settings.postgres_tools == "local":
+        return local
+    if shutil.which("pg_dump") is not None and _client_version(local, "pg_dump")[1] >= server_major:
+        return local
+    logger.info(
+        "postgres: the host has no pg_dump %s or newer; using the tools of %s",
+        server_major,
+        image.image,
+    )
+    return image
+
+
 def _client_version(tools: PgTools, program: str) -> tuple[str, int]:
     text = capture(tools.command(program, ["--version"], what=f"{program} --version")).strip()
     match = _VERSION.search(text)
@@ -227,11 +317,18 @@ def _check_client(tools: PgTools, program: str, server_major: int) -> str:
         # The tools ship with the server in its own image: same version by construction.
         return f"{program} of the server's container"
     text, major = _client_version(tools, program)
+    if major < server_major and isinstance(tools, ImagePgTools):
+        raise BackupError(
+            f"{program} of the image {tools.image} is version {major} ({text}), older than the "
+            f"server's {server_major}. Set POSTGRES_TOOLS_IMAGE to a PostgreSQL {server_major} "
+            "image (or newer)."
+        )
     if major < server_major:
         raise BackupError(
             f"{program} is version {major} ({text}), older than the server's "
             f"{server_major}; an older {program} cannot handle a newer server. Install the "
-            f"PostgreSQL {server_major} client tools (or newer) and put them first in PATH."
+            f"PostgreSQL {server_major} client tools (or newer) and put them first in PATH, "
+            "or set POSTGRES_TOOLS=image to run those of a PostgreSQL image."
         )
     return text
 
@@ -250,8 +347,14 @@ class PostgresSource:
 
     @classmethod
     def from_stack(cls, stack: Stack) -> PostgresSource:
-        """The compose stack's server, with tools run inside its container."""
+        """The stack's server, tools run inside its container; or ``POSTGRES_HOST``'s."""
         config = PostgresConfig.from_stack(stack.settings)
+        if stack.settings.postgres_managed:
+            source = cls.remote(config)
+            with source.connect() as conn:
+                server_major = conn.info.server_version // 10000
+            tools = choose_managed_tools(config, stack.settings, server_major)
+            return replace(source, tools=tools)
         return cls(
             config,
             ContainerPgTools.from_stack(stack),
@@ -516,14 +619,16 @@ def backup_postgres(
     *,
     databases: Sequence[str] | None = None,
     scope: str = "all",
-    compress: str = DEFAULT_COMPRESSION,
+    compress: str | None = None,
     role_passwords: bool = True,
     on_progress: ProgressCallback | None = None,
 ) -> ArchiveInfo:
     """Dump ``databases`` (every non-template database by default) into a new archive.
 
-    ``role_passwords=False`` leaves password verifiers out of the globals,
-    for managed servers whose admin may not read them. Raises
+    ``compress`` is a ``pg_dump --compress`` value; by default
+    :data:`DEFAULT_COMPRESSION`, or gzip for a ``pg_dump`` older than 16.
+    ``role_passwords=False`` leaves password verifiers out of the globals;
+    so does an admin that may not read them (a managed server). Raises
     :class:`BackupError` naming the database and the tool's error output; a
     failed backup leaves no archive behind.
     """
@@ -540,8 +645,23 @@ def backup_postgres(
             )
         roles = _read_roles(admin)
         details = {name: _database_details(admin, name) for name in wanted}
+    if role_passwords and not roles["passwords"]:
+        # pg_dumpall would fail on pg_authid; the archive says it has no verifiers.
+        logger.warning(
+            "postgres: %s may not read password verifiers (a managed server): the archive's "
+            "roles have no passwords, and the env files keep them",
+            source.config.user,
+        )
+        role_passwords = False
     dump_version = _check_client(source.tools, "pg_dump", server_major)
     _check_client(source.tools, "pg_dumpall", server_major)
+    if compress is None:
+        client_major = (
+            server_major
+            if source.tools.kind == "container"
+            else _client_version(source.tools, "pg_dump")[1]
+        )
+        compress = DEFAULT_COMPRESSION if client_major >= 16 else OLD_CLIENT_COMPRESSION
 
     with (
         ArchiveWriter(dest, "postgres") as writer,

@@ -38,13 +38,15 @@ class PostgresConfig:
 
     @classmethod
     def from_stack(cls, settings: StackSettings) -> PostgresConfig:
-        """The admin connection of the local compose stack."""
+        """The admin connection the settings describe: the stack's, or ``POSTGRES_HOST``'s."""
         return cls(
-            host=settings.infra_public_host,
+            host=settings.postgres_host or settings.infra_public_host,
             port=settings.postgres_port,
             user=settings.postgres_user,
             password=settings.secret("postgres_password"),
             dbname=settings.postgres_db,
+            sslmode=settings.postgres_sslmode,
+            sslrootcert=settings.postgres_sslrootcert,
         )
 
     def with_login(

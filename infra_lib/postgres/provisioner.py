@@ -251,8 +251,13 @@ class PostgresProvisioner:
                 objects.append(
                     self._plan_role(conn, role, row, verifiers_readable, own_db.get(role.name))
                 )
+            acts_as = _admin_acts_as(conn, admin, [d.owner for d in databases])
             for database in databases:
-                objects.append(self._plan_database(database, db_rows.get(database.name)))
+                objects.append(
+                    self._plan_database(
+                        database, db_rows.get(database.name), database.owner in acts_as
+                    )
+                )
             if harden:
                 objects += self._plan_hardening(conn, admin)
         plan = PostgresPlan(tuple(objects))
@@ -475,9 +480,25 @@ class PostgresProvisioner:
             "role", role.name, "change" if steps else "unchanged", tuple(steps), role.service
         )
 
-    def _plan_database(self, db: DatabaseSpec, row: dict[str, Any] | None) -> ObjectPlan:
+    def _plan_database(
+        self, db: DatabaseSpec, row: dict[str, Any] | None, acts_as_owner: bool = True
+    ) -> ObjectPlan:
         ident = sql.Identifier(db.name)
         owner = sql.Identifier(db.owner)
+        # Only a superuser may give a database to a role it is not a member of.
+        # On a managed server the admin joins the service's role first, as the
+        # providers document for their master user.
+        join = (
+            ()
+            if acts_as_owner
+            else (
+                Step(
+                    f"let {self.config.user} act as {db.owner} (a non-superuser admin must, "
+                    "to give it a database)",
+                    sql.SQL("GRANT {} TO CURRENT_USER").format(owner),
+                ),
+            )
+        )
         comment = sql.SQL("COMMENT ON DATABASE {} IS {}").format(
             ident, sql.Literal(COMMENT_PREFIX + db.service)
         )
@@ -502,6 +523,7 @@ class PostgresProvisioner:
                 db.name,
                 "create",
                 (
+                    *join,
                     Step(
                         f"create database {db.name} owned by {db.owner} "
                         f"({db.encoding}, locale {db.locale})",
@@ -521,6 +543,7 @@ class PostgresProvisioner:
             )
         steps: list[Step] = []
         if row["owner"] != db.owner:
+            steps += join
             steps.append(
                 Step(
                     f"give database {db.name} to {db.owner} (was {row['owner']})",
@@ -663,6 +686,20 @@ def _read_admin(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     return row
 
 
+def _admin_acts_as(
+    conn: psycopg.Connection[Any], admin: dict[str, Any], roles: Sequence[str]
+) -> set[str]:
+    """Those of ``roles`` the admin may act as: all for a superuser, else its memberships."""
+    if admin["rolsuper"]:
+        return set(roles)
+    rows = conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) "
+        "AND pg_has_role(current_user, oid, 'MEMBER')",
+        [list(roles)],
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
 def _limit_problems(admin: dict[str, Any], roles: Sequence[RoleSpec]) -> list[str]:
     return [
         f"{_where(role.service, 'postgres.connection_limit')}connection limit "
@@ -687,10 +724,15 @@ def _privilege_problems(user: str, admin: dict[str, Any], plan: PostgresPlan) ->
         problems.append(
             f"{_where(obj.service, 'postgres.' + obj.kind)}the admin role {user!r} "
             f"(POSTGRES_USER) lacks {needed}, which the plan needs to "
-            f"{obj.steps[0].description}; grant it (ALTER ROLE {user} {needed}) or connect "
+            f"{_main_step(obj).description}; grant it (ALTER ROLE {user} {needed}) or connect "
             "as a role that has it"
         )
     return problems
+
+
+def _main_step(obj: ObjectPlan) -> Step:
+    # A database's steps may start with the admin joining its owner's role.
+    return next((st for st in obj.steps if st.description.startswith("create")), obj.steps[0])
 
 
 def _unique(kind: str, names: Sequence[str]) -> None:

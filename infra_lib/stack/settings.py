@@ -59,6 +59,23 @@ class StackSettings(BaseSettings):
     postgres_user: str = "postgres"
     postgres_password: SecretStr | None = None
     postgres_db: str = "postgres"
+    #: A PostgreSQL server outside the stack (RDS, Cloud SQL, ...): the tasks
+    #: talk to it at this host and run the host's ``pg_dump``/``pg_restore``.
+    #: Unset: the stack's own container, at ``infra_public_host``.
+    postgres_host: str | None = None
+    postgres_sslmode: Literal[
+        "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
+    ] = "prefer"
+    #: CA bundle that signs the server's certificate (``verify-ca``/``verify-full``).
+    postgres_sslrootcert: str | None = None
+    #: Where ``pg_dump``/``pg_restore`` run for a server outside the stack:
+    #: ``local`` (``PATH``), ``image`` (a one-off container of
+    #: ``postgres_tools_image``), or ``auto``: local when its major version is
+    #: the server's or newer, else the image.
+    postgres_tools: Literal["auto", "local", "image"] = "auto"
+    #: The image of those one-off containers; the stack's ``POSTGRES_IMAGE`` by default.
+    postgres_tools_image: str | None = None
+    postgres_image: str = "postgres:17.6-alpine"
 
     redis_port: Port = 6379
     redis_password: SecretStr | None = None
@@ -166,6 +183,18 @@ class StackSettings(BaseSettings):
         from infra_lib.gateway.hostnames import check_dns_name
 
         return check_dns_name(value, "GATEWAY_HOST")
+
+    @field_validator("postgres_sslrootcert")
+    @classmethod
+    def _ca_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_absolute():
+            raise ValueError("must be an absolute path to a CA bundle (PEM)")
+        return value
+
+    @property
+    def postgres_managed(self) -> bool:
+        """Whether PostgreSQL is a server outside the stack (``POSTGRES_HOST`` is set)."""
+        return self.postgres_host is not None
 
     @field_validator("infra_profiles")
     @classmethod

@@ -1,0 +1,227 @@
+"""Servers that behave like managed services, for the production-like tests.
+
+:class:`RdsLikePostgres` is a container of the stack's PostgreSQL image set up
+the way RDS runs one: TLS only (its certificate signed by a CA of the test's
+own), and the admin handed to users is *not* a superuser: ``CREATEDB``,
+``CREATEROLE`` and the ``pg_monitor`` / ``pg_signal_backend`` grants, so
+``pg_authid`` is unreadable. The superuser that set it up logs in only over
+the container's Unix socket, as RDS keeps ``rdsadmin`` to itself.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from infra_lib.gateway.layer import GatewayPaths
+from infra_lib.gateway.tls import ensure_tls
+from infra_lib.stack.settings import StackSettings
+
+from .conftest import free_port
+
+ADMIN = "infra_admin"
+
+# Run as root in the container: copy the mounted files where the server's
+# user may read them (PostgreSQL wants its key 0600 and its own), then start
+# as the image does.
+_START = """\
+set -eu
+install -d -o postgres -g postgres -m 700 /tmp/rds
+for f in server.crt server.key superuser-password admin-password pg_hba.conf; do
+  install -o postgres -g postgres -m 600 "/rds/$f" "/tmp/rds/$f"
+done
+exec docker-entrypoint.sh postgres -c ssl=on -c ssl_cert_file=/tmp/rds/server.crt \
+  -c ssl_key_file=/tmp/rds/server.key -c hba_file=/tmp/rds/pg_hba.conf \
+  -c password_encryption=scram-sha-256
+"""
+
+# Run once by the image's entrypoint; psql reads the password itself.
+_INIT = f"""\
+psql -X -v ON_ERROR_STOP=1 -U rdsadmin -d postgres <<'SQL'
+\\set pw `cat /tmp/rds/admin-password`
+CREATE ROLE {ADMIN} LOGIN CREATEDB CREATEROLE PASSWORD :'pw';
+GRANT pg_monitor, pg_signal_backend TO {ADMIN};
+SQL
+"""
+
+_HBA = """\
+local all rdsadmin trust
+hostssl all all all scram-sha-256
+host all all all reject
+"""
+
+
+def _docker() -> str:
+    path = shutil.which("docker")
+    assert path is not None, "docker is not installed"
+    return path
+
+
+@dataclass
+class RdsLikePostgres:
+    """A running RDS-like server; :meth:`stop` removes its container and files."""
+
+    root: Path
+    name: str
+    port: int
+    ca_file: Path
+    admin_password: str = field(repr=False)
+
+    @classmethod
+    def start(cls) -> RdsLikePostgres:
+        image = os.environ.get("POSTGRES_IMAGE") or StackSettings().postgres_image
+        root = Path(tempfile.mkdtemp(prefix="infra-rds-like-"))
+        tls = GatewayPaths(root / "tls")
+        ensure_tls(StackSettings(infra_public_host="127.0.0.1", gateway_host="localhost"), tls)
+        server = cls(
+            root,
+            f"infra-rds-like-{secrets.token_hex(4)}",
+            free_port(),
+            tls.ca_cert,
+            secrets.token_urlsafe(24),
+        )
+        files = {
+            "server.crt": tls.cert_file.read_text(),
+            "server.key": tls.key_file.read_text(),
+            "superuser-password": secrets.token_urlsafe(24),
+            "admin-password": server.admin_password,
+            "pg_hba.conf": _HBA,
+            "start.sh": _START,
+            "init.sh": _INIT,
+        }
+        for file_name, text in files.items():
+            (root / file_name).write_text(text)
+            (root / file_name).chmod(0o600)
+        (root / "init.sh").chmod(0o644)
+        started = subprocess.run(
+            [
+                _docker(),
+                "run",
+                "--detach",
+                "--name",
+                server.name,
+                "--publish",
+                f"127.0.0.1:{server.port}:5432",
+                "--volume",
+                f"{root}:/rds:ro",
+                "--volume",
+                f"{root}/init.sh:/docker-entrypoint-initdb.d/admin.sh:ro",
+                "--env",
+                "POSTGRES_USER=rdsadmin",
+                "--env",
+                "POSTGRES_PASSWORD_FILE=/tmp/rds/superuser-password",
+                "--user",
+                "0",
+                "--entrypoint",
+                "sh",
+                image,
+                "/rds/start.sh",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if started.returncode != 0:
+            shutil.rmtree(root, ignore_errors=True)
+            raise AssertionError(f"cannot start the RDS-like server from {image}: {started.stderr}")
+        try:
+            server._wait_ready()
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def connect(self, **overrides: object) -> psycopg.Connection[tuple[object, ...]]:
+        """A connection as the admin, over TLS checked against the test's CA."""
+        kwargs: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": ADMIN,
+            "password": self.admin_password,
+            "dbname": "postgres",
+            "sslmode": "verify-full",
+            "sslrootcert": str(self.ca_file),
+            "autocommit": True,
+            "connect_timeout": 5,
+        }
+        return psycopg.connect(**{**kwargs, **overrides})  # type: ignore[arg-type]
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                self.connect().close()
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or not self._running():
+                    logs = subprocess.run(
+                        [_docker(), "logs", self.name], capture_output=True, text=True, check=False
+                    )
+                    raise AssertionError(
+                        f"the RDS-like PostgreSQL did not start:\n{logs.stdout}{logs.stderr}"
+                    ) from None
+                time.sleep(0.3)
+            else:
+                return
+
+    def _running(self) -> bool:
+        state = subprocess.run(
+            [_docker(), "inspect", "--format", "{{.State.Running}}", self.name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return state.stdout.strip() == "true"
+
+    def sql(self, script: str, dbname: str = "postgres") -> str:
+        """Run ``script`` as the hidden superuser (the container's socket); its output."""
+        return subprocess.run(
+            [
+                _docker(),
+                "exec",
+                "--interactive",
+                "--user",
+                "postgres",
+                self.name,
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-U",
+                "rdsadmin",
+                "-d",
+                dbname,
+            ],
+            input=script,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+
+    def env_lines(self, password_file: Path) -> str:
+        """What a team puts in ``.env.<name>`` for this server."""
+        return (
+            f"POSTGRES_HOST=127.0.0.1\nPOSTGRES_PORT={self.port}\nPOSTGRES_USER={ADMIN}\n"
+            f"POSTGRES_PASSWORD_FILE={password_file}\nPOSTGRES_SSLMODE=verify-full\n"
+            f"POSTGRES_SSLROOTCERT={self.ca_file}\n"
+        )
+
+    def stop(self) -> None:
+        subprocess.run(
+            [_docker(), "rm", "--force", "--volumes", self.name],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
