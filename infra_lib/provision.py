@@ -603,6 +603,9 @@ def _plan_redis(
             )
             values[service.name]["REDIS_DB"] = str(preview.db)
             values[service.name]["REDIS_KEY_PREFIX"] = prefix
+            if config.tls_ca_file:
+                # No URL parameter for it that redis-py, go-redis and Lettuce share.
+                values[service.name]["REDIS_TLS_CA_FILE"] = config.tls_ca_file
             wanted.append((service, explicit, username, password, prefix))
 
     def apply(done: list[str]) -> list[ProvisionRow]:

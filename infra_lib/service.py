@@ -46,7 +46,7 @@ _KNOWN = frozenset(
         "S3_PUBLIC_ENDPOINT", "S3_REGION", "S3_FORCE_PATH_STYLE", "S3_BUCKET", "S3_PREFIXES",
         "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY",
         "LIVEKIT_API_SECRET", "GATEWAY_URL", "GATEWAY_CA_FILE", "GATEWAY_S3_ENDPOINT",
-        "GATEWAY_LIVEKIT_URL",
+        "GATEWAY_LIVEKIT_URL", "REDIS_TLS_CA_FILE",
     }
 )  # fmt: skip
 
@@ -96,7 +96,8 @@ class ServiceSettings:
             elif secrets_dir is not None and (Path(secrets_dir) / key).is_file():
                 values[key] = read_secret_file(Path(secrets_dir) / key, key)
         return cls(
-            {k: v for k, v in values.items() if not k.endswith("_FILE")},
+            # Only the file variants of known names go; GATEWAY_CA_FILE is a name of its own.
+            {k: v for k, v in values.items() if not (k.endswith("_FILE") and k[:-5] in _KNOWN)},
             values.get("SERVICE_NAME", ""),
         )
 
@@ -127,6 +128,8 @@ class ServiceSettings:
         with optional_sdks("Redis clients"):
             import redis
 
+        if self.values.get("REDIS_TLS_CA_FILE"):
+            kwargs.setdefault("ssl_ca_certs", self.values["REDIS_TLS_CA_FILE"])
         client: redis.Redis = redis.Redis.from_url(self.require("REDIS_URL"), **kwargs)
         return client
 

@@ -32,7 +32,7 @@ from typing import TypeAlias, cast
 import redis
 import redis.exceptions
 
-from infra_lib.errors import ConfigError
+from infra_lib.errors import ConfigError, ProvisionError
 from infra_lib.redis.config import RedisConfig, translate_errors
 from infra_lib.redis.keys import validate_key_prefix
 
@@ -178,10 +178,18 @@ def ensure_acl_user(
         ),
     ):
         current = _getuser(client, username)
+        try:
+            # Also the check that this admin may manage users at all, so a dry
+            # run (and the planning before any change) finds it out.
+            wanted = _normalised(client, rules)
+        except redis.exceptions.NoPermissionError as exc:
+            raise ProvisionError(
+                _no_acl_management(where, config_user, username, rules, exc)
+            ) from exc
         if (
             current is not None
             and _password_and_flags_match(current, password)
-            and _rules_match(current, _normalised(client, rules))
+            and _rules_match(current, wanted)
         ):
             _log.debug("Redis ACL user %s is up to date", username)
             return Change.UNCHANGED
@@ -274,6 +282,18 @@ def _client_secrets(client_or_config: redis.Redis | RedisConfig) -> list[str | N
     if isinstance(client_or_config, RedisConfig):
         return [client_or_config.password]
     return [client_or_config.get_connection_kwargs().get("password")]
+
+
+def _no_acl_management(
+    where: str, admin: str | None, username: str, rules: Sequence[str], exc: Exception
+) -> str:
+    return (
+        f"Redis at {where} does not let user {admin or 'default'!r} manage ACL users ({exc}); "
+        "managed Redis such as ElastiCache keeps users to its own API. Nothing was changed. "
+        f"Create user {username!r} there with the access string 'on {' '.join(rules)}' and "
+        "give the service its password by configuration, or connect as a user that may run "
+        "ACL SETUSER (REDIS_USERNAME)."
+    )
 
 
 def _persist(client: redis.Redis) -> None:

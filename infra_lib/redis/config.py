@@ -55,11 +55,14 @@ class RedisConfig:
 
     @classmethod
     def from_stack(cls, settings: StackSettings) -> RedisConfig:
-        """The compose stack's Redis as seen from this host, with its admin password."""
+        """The admin connection the settings describe: the stack's, or ``REDIS_HOST``'s."""
         return cls(
-            host=settings.infra_public_host,
+            host=settings.redis_host or settings.infra_public_host,
             port=settings.redis_port,
             password=settings.secret("redis_password"),
+            username=settings.redis_username,
+            tls=settings.redis_tls,
+            tls_ca_file=settings.redis_tls_ca_file,
         )
 
     def url(self, db: int, *, username: str | None = None, password: str | None = None) -> str:

@@ -61,17 +61,21 @@ def _postgres(target: SmokeTarget, service: str) -> Callable[[], str]:
     return check
 
 
-def _redis_client(url: str) -> redis.Redis:
+def _redis_client(env: dict[str, str]) -> redis.Redis:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    tls: dict[str, Any] = {}
+    if env.get("REDIS_TLS_CA_FILE"):
+        tls["ssl_ca_certs"] = env["REDIS_TLS_CA_FILE"]
     client: redis.Redis = redis.Redis.from_url(
-        url,
+        env["REDIS_URL"],
         socket_timeout=TIMEOUT,
         socket_connect_timeout=TIMEOUT,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
+        **tls,
     )
     return client
 
@@ -84,7 +88,7 @@ def _key_prefix(env: dict[str, str]) -> str:
 def _redis_kv(target: SmokeTarget, service: str) -> Callable[[], str]:
     def check() -> str:
         env = read_service_env(target.env_dir, service).values
-        client = _redis_client(env["REDIS_URL"])
+        client = _redis_client(env)
         # The service's ACL user may touch keys under its prefix only.
         key = f"{_key_prefix(env)}{_tag()}"
         try:
@@ -103,8 +107,8 @@ def _redis_kv(target: SmokeTarget, service: str) -> Callable[[], str]:
 def _redis_pubsub(target: SmokeTarget, service: str) -> Callable[[], str]:
     def check() -> str:
         env = read_service_env(target.env_dir, service).values
-        subscriber = _redis_client(env["REDIS_URL"])
-        publisher = _redis_client(env["REDIS_URL"])
+        subscriber = _redis_client(env)
+        publisher = _redis_client(env)
         channel = f"{_key_prefix(env)}{_tag()}:broadcast"
         pubsub: Any = subscriber.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:

@@ -80,6 +80,14 @@ class StackSettings(BaseSettings):
     redis_port: Port = 6379
     redis_password: SecretStr | None = None
     redis_databases: int = Field(default=16, ge=1, le=1_000_000)
+    #: A Redis outside the stack (ElastiCache, Memorystore, ...), reached at
+    #: this host; unset: the stack's own, at ``infra_public_host``.
+    redis_host: str | None = None
+    #: The admin's ACL user there (``default`` when unset).
+    redis_username: str | None = None
+    redis_tls: bool = False
+    #: CA bundle that signs the server's certificate (the system's when unset).
+    redis_tls_ca_file: str | None = None
 
     minio_api_port: Port = 9000
     minio_console_port: Port = 9001
@@ -184,7 +192,7 @@ class StackSettings(BaseSettings):
 
         return check_dns_name(value, "GATEWAY_HOST")
 
-    @field_validator("postgres_sslrootcert")
+    @field_validator("postgres_sslrootcert", "redis_tls_ca_file")
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
         if value is not None and not Path(value).is_absolute():

@@ -1,5 +1,12 @@
 """Servers that behave like managed services, for the production-like tests.
 
+:class:`ElastiCacheLikeRedis` is a container of the stack's Redis image that
+speaks TLS only, has no ``default`` user, and gives its admin an ACL user
+without the commands ElastiCache withholds (``CONFIG``, ``DEBUG``,
+``MODULE``, ``ACL SAVE``/``LOAD``, ``SAVE``, ``SHUTDOWN``, ...). ACL users can
+be made with ``ACL SETUSER`` only when ``acl_management`` is on: ElastiCache
+itself manages users through its API.
+
 :class:`RdsLikePostgres` is a container of the stack's PostgreSQL image set up
 the way RDS runs one: TLS only (its certificate signed by a CA of the test's
 own), and the admin handed to users is *not* a superuser: ``CREATEDB``,
@@ -20,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import redis
 
 from infra_lib.gateway.layer import GatewayPaths
 from infra_lib.gateway.tls import ensure_tls
@@ -225,3 +233,159 @@ class RdsLikePostgres:
             timeout=120,
         )
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+REDIS_ADMIN = "infra-admin"
+
+#: What ElastiCache withholds from its users (its "restricted commands").
+_ELASTICACHE_DENIED = (
+    "-config -debug -module -acl|save -acl|load -save -bgsave -bgrewriteaof -shutdown "
+    "-replicaof -slaveof -sync -psync -migrate -monitor -failover -cluster|reset"
+)
+
+_REDIS_START = """\
+set -eu
+install -d -o redis -g redis -m 700 /tmp/r
+for f in server.crt server.key users.acl; do
+  install -o redis -g redis -m 600 "/rds/$f" "/tmp/r/$f"
+done
+cd /tmp/r
+exec docker-entrypoint.sh redis-server --port 0 --tls-port 6379 \\
+  --tls-cert-file /tmp/r/server.crt --tls-key-file /tmp/r/server.key \\
+  --tls-auth-clients no --aclfile /tmp/r/users.acl --databases 16 --appendonly no --save ''
+"""
+
+
+@dataclass
+class ElastiCacheLikeRedis:
+    """A running ElastiCache-like Redis; :meth:`stop` removes its container and files."""
+
+    root: Path
+    name: str
+    port: int
+    ca_file: Path
+    admin_password: str = field(repr=False)
+
+    @classmethod
+    def start(cls, *, acl_management: bool) -> ElastiCacheLikeRedis:
+        import hashlib
+
+        image = os.environ.get("REDIS_IMAGE") or "redis:7.4.6-alpine"
+        root = Path(tempfile.mkdtemp(prefix="infra-elasticache-like-"))
+        tls = GatewayPaths(root / "tls")
+        ensure_tls(StackSettings(infra_public_host="127.0.0.1", gateway_host="localhost"), tls)
+        server = cls(
+            root,
+            f"infra-elasticache-like-{secrets.token_hex(4)}",
+            free_port(),
+            tls.ca_cert,
+            secrets.token_urlsafe(24),
+        )
+        digest = hashlib.sha256(server.admin_password.encode()).hexdigest()
+        denied = _ELASTICACHE_DENIED
+        if not acl_management:
+            denied += " -acl|setuser -acl|deluser"
+        files = {
+            "server.crt": tls.cert_file.read_text(),
+            "server.key": tls.key_file.read_text(),
+            "users.acl": (
+                "user default off nopass -@all\n"
+                f"user {REDIS_ADMIN} on #{digest} ~* &* +@all {denied}\n"
+            ),
+            "start.sh": _REDIS_START,
+        }
+        for file_name, text in files.items():
+            (root / file_name).write_text(text)
+            (root / file_name).chmod(0o600)
+        started = subprocess.run(
+            [
+                _docker(),
+                "run",
+                "--detach",
+                "--name",
+                server.name,
+                "--publish",
+                f"127.0.0.1:{server.port}:6379",
+                "--volume",
+                f"{root}:/rds:ro",
+                "--user",
+                "0",
+                "--entrypoint",
+                "sh",
+                image,
+                "/rds/start.sh",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if started.returncode != 0:
+            shutil.rmtree(root, ignore_errors=True)
+            raise AssertionError(f"cannot start the ElastiCache-like Redis: {started.stderr}")
+        try:
+            server._wait_ready()
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def client(self, **overrides: object) -> redis.Redis:
+        """A client as the admin, over TLS checked against the test's CA."""
+        kwargs: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "username": REDIS_ADMIN,
+            "password": self.admin_password,
+            "ssl": True,
+            "ssl_ca_certs": str(self.ca_file),
+            "socket_timeout": 5,
+        }
+        return redis.Redis(**{**kwargs, **overrides})  # type: ignore[arg-type]
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with self.client() as client:
+                    client.ping()
+            except (redis.ConnectionError, redis.AuthenticationError, redis.TimeoutError):
+                if time.monotonic() > deadline or not _running(self.name):
+                    raise AssertionError(
+                        f"the ElastiCache-like Redis did not start:\n{_logs(self.name)}"
+                    ) from None
+                time.sleep(0.2)
+            else:
+                return
+
+    def env_lines(self, password_file: Path) -> str:
+        """What a team puts in ``.env.<name>`` for this server."""
+        return (
+            f"REDIS_HOST=127.0.0.1\nREDIS_PORT={self.port}\nREDIS_USERNAME={REDIS_ADMIN}\n"
+            f"REDIS_PASSWORD_FILE={password_file}\nREDIS_TLS=true\n"
+            f"REDIS_TLS_CA_FILE={self.ca_file}\n"
+        )
+
+    def stop(self) -> None:
+        subprocess.run(
+            [_docker(), "rm", "--force", "--volumes", self.name],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _running(name: str) -> bool:
+    state = subprocess.run(
+        [_docker(), "inspect", "--format", "{{.State.Running}}", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return state.stdout.strip() == "true"
+
+
+def _logs(name: str) -> str:
+    logs = subprocess.run([_docker(), "logs", name], capture_output=True, text=True, check=False)
+    return logs.stdout + logs.stderr

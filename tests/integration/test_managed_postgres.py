@@ -177,7 +177,7 @@ def test_a_missing_privilege_is_named(target: Target) -> None:
 
 def test_rotate_on_the_managed_server(target: Target) -> None:
     old = target.service("audit-service")
-    code, out, err = target.inv("rotate", "audit-service")
+    code, _, err = target.inv("rotate", "audit-service")
     assert code == 0, err
     new = target.service("audit-service")
     assert new["PGPASSWORD"] != old["PGPASSWORD"]

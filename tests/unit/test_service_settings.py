@@ -67,3 +67,15 @@ def test_secrets_may_come_as_files_or_a_folder_of_files(tmp_path: Path) -> None:
 def test_a_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="REDIS_URL_FILE"):
         ServiceSettings.load(environ={"REDIS_URL_FILE": str(tmp_path / "nope")})
+
+
+def test_ca_file_settings_are_values_not_file_variants(tmp_path: Path) -> None:
+    env = tmp_path / "svc.env"
+    env.write_text(
+        "SERVICE_NAME=svc\nGATEWAY_CA_FILE=/ca/gateway.pem\nREDIS_TLS_CA_FILE=/ca/redis.pem\n"
+        "DATABASE_URL_FILE=/nowhere-needed\nDATABASE_URL=postgresql://a@h/db\n"
+    )
+    settings = ServiceSettings.load(env, environ={})
+    assert settings.require("GATEWAY_CA_FILE") == "/ca/gateway.pem"
+    assert settings.require("REDIS_TLS_CA_FILE") == "/ca/redis.pem"
+    assert "DATABASE_URL_FILE" not in settings.values

@@ -1,4 +1,4 @@
-"""Settings for a PostgreSQL outside the stack, and where its tools run."""
+"""Settings for servers outside the stack, and where PostgreSQL's tools run."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import pytest
 from infra_lib.backup.postgres import ImagePgTools, LocalPgTools, choose_managed_tools
 from infra_lib.errors import ConfigError
 from infra_lib.postgres.config import PostgresConfig
+from infra_lib.redis.config import RedisConfig
 from infra_lib.stack.settings import StackSettings, load_stack_settings
 
 
 def _settings(tmp_path: Path, text: str) -> StackSettings:
     env_file = tmp_path / ".env"
-    env_file.write_text("POSTGRES_PASSWORD=admin-pw\n" + text)
+    env_file.write_text("POSTGRES_PASSWORD=admin-pw\nREDIS_PASSWORD=redis-pw\n" + text)
     return load_stack_settings(env_file, environ={})
 
 
@@ -71,3 +72,23 @@ def test_tools_follow_postgres_tools(tmp_path: Path) -> None:
     assert isinstance(chosen, ImagePgTools) and chosen.image == "postgres:18"
     local = _settings(tmp_path, "POSTGRES_TOOLS=local\n")
     assert isinstance(choose_managed_tools(config, local, 18), LocalPgTools)
+
+
+def test_redis_host_tls_and_admin_user(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    settings = _settings(
+        tmp_path,
+        f"REDIS_HOST=cache.example.com\nREDIS_TLS=true\nREDIS_TLS_CA_FILE={ca}\n"
+        "REDIS_USERNAME=infra-admin\nREDIS_PORT=6380\n",
+    )
+    config = RedisConfig.from_stack(settings)
+    assert (config.host, config.port, config.tls, config.tls_ca_file, config.username) == (
+        "cache.example.com",
+        6380,
+        True,
+        str(ca),
+        "infra-admin",
+    )
+    assert config.url(3).startswith("rediss://infra-admin:")
+    with pytest.raises(ConfigError, match="REDIS_TLS_CA_FILE"):
+        _settings(tmp_path, "REDIS_TLS=true\nREDIS_TLS_CA_FILE=relative.pem\n")
