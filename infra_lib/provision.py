@@ -174,7 +174,8 @@ def provision(
     name (``"postgres"``, ``"redis"``, ``"storage"``) after its changes are made.
     """
     chosen = [manifest.service(name) for name in services] if services else list(manifest)
-    if dry_run:
+
+    def run() -> ProvisionReport:
         return _run(
             manifest,
             chosen,
@@ -184,28 +185,18 @@ def provision(
             storage,
             livekit,
             otlp,
-            True,
-            None,
+            dry_run,
+            None if dry_run else on_applied,
             gateway,
+            secret_files and not dry_run,
             rotate=rotate,
         )
+
+    if dry_run:
+        return run()
     with _serialised(env_dir, postgres, lock_timeout):
         # Read the env files only now: a run that held the lock may have written them.
-        return _run(
-            manifest,
-            chosen,
-            env_dir,
-            postgres,
-            redis,
-            storage,
-            livekit,
-            otlp,
-            False,
-            on_applied,
-            gateway,
-            secret_files,
-            rotate=rotate,
-        )
+        return run()
 
 
 @contextmanager

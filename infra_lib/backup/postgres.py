@@ -181,6 +181,19 @@ class ContainerPgTools:
         return Command(argv, what)
 
 
+def _libpq_env(cfg: PostgresConfig, database: str | None) -> dict[str, str]:
+    """Where and as whom the tools connect, as libpq's variables (no password)."""
+    return {
+        "PGHOST": cfg.host,
+        "PGPORT": str(cfg.port),
+        "PGUSER": cfg.user,
+        "PGSSLMODE": cfg.sslmode,
+        "PGCONNECT_TIMEOUT": str(cfg.connect_timeout),
+        "PGAPPNAME": cfg.application_name,
+        "PGDATABASE": database or cfg.dbname,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class LocalPgTools:
     """The tools found in ``PATH`` (or ``bindir``), for a server outside the stack."""
@@ -201,15 +214,7 @@ class LocalPgTools:
                 "(the server's major version or newer) to back up a server outside the stack."
             )
         cfg = self.config
-        env = {
-            "PGHOST": cfg.host,
-            "PGPORT": str(cfg.port),
-            "PGUSER": cfg.user,
-            "PGSSLMODE": cfg.sslmode,
-            "PGCONNECT_TIMEOUT": str(cfg.connect_timeout),
-            "PGAPPNAME": cfg.application_name,
-            "PGDATABASE": database or cfg.dbname,
-        }
+        env = _libpq_env(cfg, database)
         if cfg.password is not None:
             env["PGPASSWORD"] = cfg.password
         if cfg.sslrootcert:
@@ -261,16 +266,7 @@ class ImagePgTools:
     ) -> Command:
         cfg = self.config
         mounts = ["--volume", f"{self._passfile()}:{_MOUNT}/pgpass:ro"]
-        env = {
-            "PGHOST": cfg.host,
-            "PGPORT": str(cfg.port),
-            "PGUSER": cfg.user,
-            "PGSSLMODE": cfg.sslmode,
-            "PGCONNECT_TIMEOUT": str(cfg.connect_timeout),
-            "PGAPPNAME": cfg.application_name,
-            "PGDATABASE": database or cfg.dbname,
-            "PGPASSFILE": f"{_MOUNT}/pgpass",
-        }
+        env = {**_libpq_env(cfg, database), "PGPASSFILE": f"{_MOUNT}/pgpass"}
         if cfg.sslrootcert:
             mounts += ["--volume", f"{cfg.sslrootcert}:{_MOUNT}/ca.pem:ro"]
             env["PGSSLROOTCERT"] = f"{_MOUNT}/ca.pem"

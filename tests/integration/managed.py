@@ -17,6 +17,7 @@ the container's Unix socket, as RDS keeps ``rdsadmin`` to itself.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -25,15 +26,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Generic, Self, TypeVar
 
 import psycopg
 import redis
 
 from infra_lib.gateway.layer import GatewayPaths
 from infra_lib.gateway.tls import ensure_tls
+from infra_lib.provision import read_service_env
 from infra_lib.stack.settings import StackSettings
 
-from .conftest import free_port
+from .conftest import free_port, run_inv
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ADMIN = "infra_admin"
 
@@ -73,9 +78,29 @@ def _docker() -> str:
     return path
 
 
+def _running(name: str) -> bool:
+    state = subprocess.run(
+        [_docker(), "inspect", "--format", "{{.State.Running}}", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return state.stdout.strip() == "true"
+
+
+def _logs(name: str) -> str:
+    logs = subprocess.run([_docker(), "logs", name], capture_output=True, text=True, check=False)
+    return logs.stdout + logs.stderr
+
+
 @dataclass
-class RdsLikePostgres:
-    """A running RDS-like server; :meth:`stop` removes its container and files."""
+class _ManagedServer:
+    """A container on a free loopback port, with TLS from a CA of its own.
+
+    Its files (certificate, key, passwords, scripts) are written 0600 to
+    ``root``, which the container mounts read-only at ``/rds``; a start-up
+    script run as root copies them where the server's user may read them.
+    """
 
     root: Path
     name: str
@@ -83,19 +108,85 @@ class RdsLikePostgres:
     ca_file: Path
     admin_password: str = field(repr=False)
 
+    #: What the server is called in messages, and its port in the container.
+    kind: ClassVar[str] = ""
+    inner_port: ClassVar[int] = 0
+
     @classmethod
-    def start(cls) -> RdsLikePostgres:
-        image = os.environ.get("POSTGRES_IMAGE") or StackSettings().postgres_image
-        root = Path(tempfile.mkdtemp(prefix="infra-rds-like-"))
+    def _prepare(cls) -> tuple[Self, GatewayPaths]:
+        slug = cls.kind.lower().replace(" ", "-")
+        root = Path(tempfile.mkdtemp(prefix=f"infra-{slug}-"))
         tls = GatewayPaths(root / "tls")
         ensure_tls(StackSettings(infra_public_host="127.0.0.1", gateway_host="localhost"), tls)
         server = cls(
             root,
-            f"infra-rds-like-{secrets.token_hex(4)}",
+            f"infra-{slug}-{secrets.token_hex(4)}",
             free_port(),
             tls.ca_cert,
             secrets.token_urlsafe(24),
         )
+        return server, tls
+
+    def _run(self, image: str, files: dict[str, str], docker_args: list[str]) -> None:
+        for file_name, text in files.items():
+            (self.root / file_name).write_text(text)
+            (self.root / file_name).chmod(0o600)
+        started = subprocess.run(
+            [
+                _docker(), "run", "--detach", "--name", self.name,
+                "--publish", f"127.0.0.1:{self.port}:{self.inner_port}",
+                "--volume", f"{self.root}:/rds:ro", *docker_args,
+                "--user", "0", "--entrypoint", "sh", image, "/rds/start.sh",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+        if started.returncode != 0:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise AssertionError(f"cannot start the {self.kind} from {image}: {started.stderr}")
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    def env_lines(self, password_file: Path) -> str:
+        """What a team puts in ``.env.<name>`` for this server."""
+        raise NotImplementedError
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 90
+        while not self._answers():
+            if time.monotonic() > deadline or not _running(self.name):
+                raise AssertionError(f"the {self.kind} did not start:\n{_logs(self.name)}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        """Remove the container (and its anonymous volumes) and the files."""
+        subprocess.run(
+            [_docker(), "rm", "--force", "--volumes", self.name],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class RdsLikePostgres(_ManagedServer):
+    """A running RDS-like PostgreSQL; :meth:`stop` removes it."""
+
+    kind: ClassVar[str] = "RDS-like PostgreSQL"
+    inner_port: ClassVar[int] = 5432
+
+    @classmethod
+    def start(cls) -> RdsLikePostgres:
+        server, tls = cls._prepare()
         files = {
             "server.crt": tls.cert_file.read_text(),
             "server.key": tls.key_file.read_text(),
@@ -105,48 +196,23 @@ class RdsLikePostgres:
             "start.sh": _START,
             "init.sh": _INIT,
         }
-        for file_name, text in files.items():
-            (root / file_name).write_text(text)
-            (root / file_name).chmod(0o600)
-        (root / "init.sh").chmod(0o644)
-        started = subprocess.run(
+        init = f"{server.root}/init.sh:/docker-entrypoint-initdb.d/admin.sh:ro"
+        server._run(
+            os.environ.get("POSTGRES_IMAGE") or StackSettings().postgres_image,
+            files,
             [
-                _docker(),
-                "run",
-                "--detach",
-                "--name",
-                server.name,
-                "--publish",
-                f"127.0.0.1:{server.port}:5432",
-                "--volume",
-                f"{root}:/rds:ro",
-                "--volume",
-                f"{root}/init.sh:/docker-entrypoint-initdb.d/admin.sh:ro",
-                "--env",
-                "POSTGRES_USER=rdsadmin",
-                "--env",
-                "POSTGRES_PASSWORD_FILE=/tmp/rds/superuser-password",
-                "--user",
-                "0",
-                "--entrypoint",
-                "sh",
-                image,
-                "/rds/start.sh",
+                "--volume", init,
+                "--env", "POSTGRES_USER=rdsadmin",
+                "--env", "POSTGRES_PASSWORD_FILE=/tmp/rds/superuser-password",
             ],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if started.returncode != 0:
-            shutil.rmtree(root, ignore_errors=True)
-            raise AssertionError(f"cannot start the RDS-like server from {image}: {started.stderr}")
-        try:
-            server._wait_ready()
-        except BaseException:
-            server.stop()
-            raise
+        )  # fmt: skip
         return server
+
+    def _run(self, image: str, files: dict[str, str], docker_args: list[str]) -> None:
+        # The image's entrypoint runs init scripts as its postgres user.
+        (self.root / "init.sh").write_text(files["init.sh"])
+        (self.root / "init.sh").chmod(0o644)
+        super()._run(image, {k: v for k, v in files.items() if k != "init.sh"}, docker_args)
 
     def connect(self, **overrides: object) -> psycopg.Connection[tuple[object, ...]]:
         """A connection as the admin, over TLS checked against the test's CA."""
@@ -163,59 +229,27 @@ class RdsLikePostgres:
         }
         return psycopg.connect(**{**kwargs, **overrides})  # type: ignore[arg-type]
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                self.connect().close()
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline or not self._running():
-                    logs = subprocess.run(
-                        [_docker(), "logs", self.name], capture_output=True, text=True, check=False
-                    )
-                    raise AssertionError(
-                        f"the RDS-like PostgreSQL did not start:\n{logs.stdout}{logs.stderr}"
-                    ) from None
-                time.sleep(0.3)
-            else:
-                return
-
-    def _running(self) -> bool:
-        state = subprocess.run(
-            [_docker(), "inspect", "--format", "{{.State.Running}}", self.name],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return state.stdout.strip() == "true"
+    def _answers(self) -> bool:
+        try:
+            self.connect().close()
+        except psycopg.OperationalError:
+            return False
+        return True
 
     def sql(self, script: str, dbname: str = "postgres") -> str:
         """Run ``script`` as the hidden superuser (the container's socket); its output."""
         return subprocess.run(
             [
-                _docker(),
-                "exec",
-                "--interactive",
-                "--user",
-                "postgres",
-                self.name,
-                "psql",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-At",
-                "-U",
-                "rdsadmin",
-                "-d",
-                dbname,
+                _docker(), "exec", "--interactive", "--user", "postgres", self.name,
+                "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-U", "rdsadmin",
+                "-d", dbname,
             ],
             input=script,
             capture_output=True,
             text=True,
             check=True,
             timeout=60,
-        ).stdout
+        ).stdout  # fmt: skip
 
     def env_lines(self, password_file: Path) -> str:
         """What a team puts in ``.env.<name>`` for this server."""
@@ -224,15 +258,6 @@ class RdsLikePostgres:
             f"POSTGRES_PASSWORD_FILE={password_file}\nPOSTGRES_SSLMODE=verify-full\n"
             f"POSTGRES_SSLROOTCERT={self.ca_file}\n"
         )
-
-    def stop(self) -> None:
-        subprocess.run(
-            [_docker(), "rm", "--force", "--volumes", self.name],
-            capture_output=True,
-            check=False,
-            timeout=120,
-        )
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 REDIS_ADMIN = "infra-admin"
@@ -257,30 +282,15 @@ exec docker-entrypoint.sh redis-server --port 0 --tls-port 6379 \\
 
 
 @dataclass
-class ElastiCacheLikeRedis:
-    """A running ElastiCache-like Redis; :meth:`stop` removes its container and files."""
+class ElastiCacheLikeRedis(_ManagedServer):
+    """A running ElastiCache-like Redis; :meth:`stop` removes it."""
 
-    root: Path
-    name: str
-    port: int
-    ca_file: Path
-    admin_password: str = field(repr=False)
+    kind: ClassVar[str] = "ElastiCache-like Redis"
+    inner_port: ClassVar[int] = 6379
 
     @classmethod
     def start(cls, *, acl_management: bool) -> ElastiCacheLikeRedis:
-        import hashlib
-
-        image = os.environ.get("REDIS_IMAGE") or "redis:7.4.6-alpine"
-        root = Path(tempfile.mkdtemp(prefix="infra-elasticache-like-"))
-        tls = GatewayPaths(root / "tls")
-        ensure_tls(StackSettings(infra_public_host="127.0.0.1", gateway_host="localhost"), tls)
-        server = cls(
-            root,
-            f"infra-elasticache-like-{secrets.token_hex(4)}",
-            free_port(),
-            tls.ca_cert,
-            secrets.token_urlsafe(24),
-        )
+        server, tls = cls._prepare()
         digest = hashlib.sha256(server.admin_password.encode()).hexdigest()
         denied = _ELASTICACHE_DENIED
         if not acl_management:
@@ -294,40 +304,7 @@ class ElastiCacheLikeRedis:
             ),
             "start.sh": _REDIS_START,
         }
-        for file_name, text in files.items():
-            (root / file_name).write_text(text)
-            (root / file_name).chmod(0o600)
-        started = subprocess.run(
-            [
-                _docker(),
-                "run",
-                "--detach",
-                "--name",
-                server.name,
-                "--publish",
-                f"127.0.0.1:{server.port}:6379",
-                "--volume",
-                f"{root}:/rds:ro",
-                "--user",
-                "0",
-                "--entrypoint",
-                "sh",
-                image,
-                "/rds/start.sh",
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if started.returncode != 0:
-            shutil.rmtree(root, ignore_errors=True)
-            raise AssertionError(f"cannot start the ElastiCache-like Redis: {started.stderr}")
-        try:
-            server._wait_ready()
-        except BaseException:
-            server.stop()
-            raise
+        server._run(os.environ.get("REDIS_IMAGE") or "redis:7.4.6-alpine", files, [])
         return server
 
     def client(self, **overrides: object) -> redis.Redis:
@@ -343,20 +320,13 @@ class ElastiCacheLikeRedis:
         }
         return redis.Redis(**{**kwargs, **overrides})  # type: ignore[arg-type]
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with self.client() as client:
-                    client.ping()
-            except (redis.ConnectionError, redis.AuthenticationError, redis.TimeoutError):
-                if time.monotonic() > deadline or not _running(self.name):
-                    raise AssertionError(
-                        f"the ElastiCache-like Redis did not start:\n{_logs(self.name)}"
-                    ) from None
-                time.sleep(0.2)
-            else:
-                return
+    def _answers(self) -> bool:
+        try:
+            with self.client() as client:
+                client.ping()
+        except (redis.ConnectionError, redis.AuthenticationError, redis.TimeoutError):
+            return False
+        return True
 
     def env_lines(self, password_file: Path) -> str:
         """What a team puts in ``.env.<name>`` for this server."""
@@ -366,26 +336,47 @@ class ElastiCacheLikeRedis:
             f"REDIS_TLS_CA_FILE={self.ca_file}\n"
         )
 
-    def stop(self) -> None:
-        subprocess.run(
-            [_docker(), "rm", "--force", "--volumes", self.name],
-            capture_output=True,
-            check=False,
-            timeout=120,
-        )
-        shutil.rmtree(self.root, ignore_errors=True)
+
+ServerT = TypeVar("ServerT", bound=_ManagedServer)
 
 
-def _running(name: str) -> bool:
-    state = subprocess.run(
-        [_docker(), "inspect", "--format", "{{.State.Running}}", name],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return state.stdout.strip() == "true"
+@dataclass
+class ManagedTarget(Generic[ServerT]):
+    """A managed server plus the env file and manifest a team would write for it."""
 
+    server: ServerT
+    env_file: Path
+    manifest: Path
+    env_dir: Path
+    folder: Path
 
-def _logs(name: str) -> str:
-    logs = subprocess.run([_docker(), "logs", name], capture_output=True, text=True, check=False)
-    return logs.stdout + logs.stderr
+    @classmethod
+    def write(
+        cls, folder: Path, project: str, server: ServerT, manifest: str
+    ) -> ManagedTarget[ServerT]:
+        password_file = folder / "admin-password"
+        password_file.write_text(server.admin_password + "\n")
+        password_file.chmod(0o600)
+        env_file = folder / f".env.{project}"
+        env_file.write_text(f"COMPOSE_PROJECT_NAME={project}\n" + server.env_lines(password_file))
+        env_file.chmod(0o600)
+        (folder / "infra.toml").write_text(manifest)
+        return cls(server, env_file, folder / "infra.toml", ROOT / "env" / project, folder)
+
+    @property
+    def backups(self) -> Path:
+        return self.folder / "backups"
+
+    def inv(self, *args: str) -> tuple[int, str, str]:
+        """``inv ARGS --manifest ... --env-file ...``: exit status, stdout, stderr."""
+        result = run_inv(*args, "--manifest", str(self.manifest), env_file=self.env_file)
+        return result.returncode, result.stdout, result.stderr
+
+    def service(self, name: str) -> dict[str, str]:
+        """The env file provisioning wrote for ``name``."""
+        return read_service_env(self.env_dir, name).values
+
+    def remove(self) -> None:
+        """Stop the server; remove the env files provisioning wrote for it."""
+        self.server.stop()
+        shutil.rmtree(self.env_dir, ignore_errors=True)

@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from infra_lib.provision import read_service_env
-
 from .conftest import run_inv
-from .managed import ADMIN, RdsLikePostgres
-
-ROOT = Path(__file__).resolve().parents[2]
+from .managed import ADMIN, ManagedTarget, RdsLikePostgres
 
 MANIFEST = """\
 [project]
@@ -38,44 +31,23 @@ postgres = { database = "audit_db", role = "audit_user" }
 ONLY_POSTGRES = ["--skip", "redis", "--skip", "storage", "--skip", "livekit", "--skip", "coturn"]
 
 
-@dataclass
-class Target:
-    server: RdsLikePostgres
-    env_file: Path
-    manifest: Path
-    env_dir: Path
-    backups: Path
-
-    def inv(self, *args: str) -> tuple[int, str, str]:
-        result = run_inv(*args, "--manifest", str(self.manifest), env_file=self.env_file)
-        return result.returncode, result.stdout, result.stderr
-
-    def service(self, name: str) -> dict[str, str]:
-        return read_service_env(self.env_dir, name).values
+Target = ManagedTarget[RdsLikePostgres]
 
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    server = RdsLikePostgres.start()
-    folder = tmp_path_factory.mktemp("rds-like")
-    project = f"rds-like-{os.getpid()}"
-    password_file = folder / "admin-password"
-    password_file.write_text(server.admin_password + "\n")
-    password_file.chmod(0o600)
-    env_file = folder / ".env.rds-like"
-    env_file.write_text(f"COMPOSE_PROJECT_NAME={project}\n" + server.env_lines(password_file))
-    env_file.chmod(0o600)
-    manifest = folder / "infra.toml"
-    manifest.write_text(MANIFEST)
-    env_dir = ROOT / "env" / project
-    found = Target(server, env_file, manifest, env_dir, folder / "backups")
+    found = ManagedTarget.write(
+        tmp_path_factory.mktemp("rds-like"),
+        f"rds-like-{os.getpid()}",
+        RdsLikePostgres.start(),
+        MANIFEST,
+    )
     try:
         code, _, err = found.inv("provision")
         assert code == 0, err
         yield found
     finally:
-        server.stop()
-        shutil.rmtree(env_dir, ignore_errors=True)
+        found.remove()
 
 
 def test_the_server_is_like_rds(target: Target) -> None:

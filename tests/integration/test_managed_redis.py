@@ -8,20 +8,13 @@ describes the server (``REDIS_HOST``, ``REDIS_TLS``, ``REDIS_TLS_CA_FILE``,
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
-from infra_lib.provision import read_service_env
-
-from .conftest import run_inv
-from .managed import REDIS_ADMIN, ElastiCacheLikeRedis
-
-ROOT = Path(__file__).resolve().parents[2]
+from .managed import REDIS_ADMIN, ElastiCacheLikeRedis, ManagedTarget
 
 MANIFEST = """\
 [project]
@@ -37,39 +30,16 @@ redis = { db = "auto", acl = true }
 ONLY_REDIS = ["--skip", "postgres", "--skip", "storage", "--skip", "livekit", "--skip", "coturn"]
 
 
-@dataclass
-class Target:
-    server: ElastiCacheLikeRedis
-    env_file: Path
-    manifest: Path
-    env_dir: Path
-    folder: Path
-
-    def inv(self, *args: str) -> tuple[int, str, str]:
-        result = run_inv(*args, "--manifest", str(self.manifest), env_file=self.env_file)
-        return result.returncode, result.stdout, result.stderr
-
-    def service(self, name: str) -> dict[str, str]:
-        return read_service_env(self.env_dir, name).values
+Target = ManagedTarget[ElastiCacheLikeRedis]
 
 
 def _start(folder: Path, index: int, *, acl_management: bool) -> Target:
-    server = ElastiCacheLikeRedis.start(acl_management=acl_management)
-    project = f"elasticache-like-{os.getpid()}-{index}"
-    password_file = folder / "admin-password"
-    password_file.write_text(server.admin_password + "\n")
-    password_file.chmod(0o600)
-    env_file = folder / ".env.elasticache-like"
-    env_file.write_text(f"COMPOSE_PROJECT_NAME={project}\n" + server.env_lines(password_file))
-    env_file.chmod(0o600)
-    manifest = folder / "infra.toml"
-    manifest.write_text(MANIFEST)
-    return Target(server, env_file, manifest, ROOT / "env" / project, folder)
-
-
-def _stop(target: Target) -> None:
-    target.server.stop()
-    shutil.rmtree(target.env_dir, ignore_errors=True)
+    return ManagedTarget.write(
+        folder,
+        f"elasticache-like-{os.getpid()}-{index}",
+        ElastiCacheLikeRedis.start(acl_management=acl_management),
+        MANIFEST,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +50,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         assert code == 0, err
         yield found
     finally:
-        _stop(found)
+        found.remove()
 
 
 @pytest.fixture
@@ -90,7 +60,7 @@ def locked_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     try:
         yield found
     finally:
-        _stop(found)
+        found.remove()
 
 
 def _service_client(values: dict[str, str]) -> redis.Redis:
