@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from infra_lib.provision import ProvisionReport
     from infra_lib.smoke.runner import SmokeReport
     from infra_lib.stack.compose import ServiceStatus, Stack
+    from infra_lib.stack.probes import ProbeResult
 
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "infra.toml"
@@ -409,6 +411,7 @@ def up(
     from infra_lib.observability.layer import is_enabled
 
     _setup_logging(verbose)
+    deadline = time.monotonic() + timeout
     with _errors():
         path = _env_file(env_file)
         if not path.exists():
@@ -439,9 +442,7 @@ def up(
             reload_gateway(stack)
         checks: dict[str, str] = {}
         if wait:
-            from infra_lib.stack.probes import wait_for
-
-            for result in wait_for(stack.settings, names, timeout=30):
+            for result in _probe_until(stack, names, deadline):
                 checks[result.service] = f"{result.detail} ({result.seconds * 1000:.0f} ms)"
         _status_table(f"stack {stack.project_name!r}", statuses, checks if wait else None)
         started = set(names)
@@ -467,6 +468,29 @@ def up(
             )
         if gateway:
             _report_table(gateway_report)
+
+
+def _probe_until(stack: Stack, names: list[str], deadline: float) -> list[ProbeResult]:
+    """Each service's protocol check, retried within what is left of ``inv up --timeout``."""
+    from infra_lib.errors import InfraError, ServiceUnavailable, ServiceUnhealthy
+    from infra_lib.stack.compose import LOG_TAIL
+    from infra_lib.stack.probes import wait_for
+
+    # A healthy container may still refuse the check (a volume made with
+    # another password, say): leave it a few seconds even when time is short.
+    remaining = max(deadline - time.monotonic(), 5.0)
+    try:
+        return wait_for(stack.settings, names, timeout=remaining)
+    except ServiceUnavailable as exc:
+        try:
+            logs = stack.logs(exc.service, tail=LOG_TAIL)
+        except InfraError:
+            logs = ""
+        raise ServiceUnhealthy(
+            f"{exc}. Its last log lines are below; `inv logs {exc.service}` shows more.",
+            service=exc.service,
+            logs=logs,
+        ) from exc
 
 
 @task(

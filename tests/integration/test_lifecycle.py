@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import psycopg
@@ -94,3 +95,24 @@ def test_unknown_service_is_a_clear_error(throwaway_env: Path) -> None:
     result = run_inv("up", "--service", "mysql", env_file=throwaway_env)
     assert result.returncode == 2
     assert "known services" in result.stderr
+
+
+def test_a_healthy_server_that_refuses_its_check_fails_with_its_logs(throwaway_env: Path) -> None:
+    # The volume keeps the password it was made with; a changed secret file
+    # leaves the container healthy (pg_isready needs no password) but the
+    # host's login fails. `inv up` must say so, with the server's own words.
+    stack = _stack(throwaway_env)
+    first = run_inv("up", "--service", "postgres", "--no-provision", env_file=throwaway_env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    secret = stack.settings.secrets_dir / "postgres-password"
+    secret.write_text("not-the-volume-password\n")
+
+    started = time.monotonic()
+    again = run_inv(
+        "up", "--service", "postgres", "--no-provision", "--timeout", "20", env_file=throwaway_env
+    )
+    assert again.returncode != 0
+    assert time.monotonic() - started < 60, "the check must stop within what --timeout leaves"
+    assert "password authentication failed" in again.stderr
+    assert "--- last log lines of postgres ---" in again.stderr
+    assert "inv logs postgres" in again.stderr
