@@ -94,6 +94,16 @@ class StackSettings(BaseSettings):
     minio_root_user: str | None = None
     minio_root_password: SecretStr | None = None
 
+    #: An object store outside the stack (AWS S3, or another S3 service), e.g.
+    #: ``https://s3.eu-west-1.amazonaws.com``; unset: the stack's MinIO.
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    #: ``virtual`` (``bucket.host``, AWS's default) or ``path``; for ``s3_endpoint`` only.
+    s3_addressing: Literal["path", "virtual"] = "virtual"
+    #: The admin's keys there (they create buckets; per-service users are MinIO's).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+
     livekit_http_port: Port = 7880
     livekit_tcp_port: Port = 7881
     livekit_rtc_port_start: Port = 50000
@@ -198,6 +208,11 @@ class StackSettings(BaseSettings):
         if value is not None and not Path(value).is_absolute():
             raise ValueError("must be an absolute path to a CA bundle (PEM)")
         return value
+
+    @property
+    def storage_managed(self) -> bool:
+        """Whether the object store is outside the stack (``S3_ENDPOINT`` is set)."""
+        return self.s3_endpoint is not None
 
     @property
     def postgres_managed(self) -> bool:
@@ -341,7 +356,18 @@ def _with_secret_files(
                 "right (`inv init --migrate-secrets` moves secrets out of .env), or "
                 "put the right value in the file."
             )
+    # Secrets of servers outside the stack have no file of the stack's own.
+    for key in _EXTERNAL_SECRETS:
+        file_var = given(f"{key}_FILE")
+        if file_var and getattr(settings, key.lower()) is not None:
+            raise ConfigError(f"both {key} and {key}_FILE are set; they are exclusive, keep one.")
+        if file_var:
+            update[key.lower()] = SecretStr(read_secret_file(Path(file_var), f"{key}_FILE"))
     return settings.model_copy(update=update)
+
+
+#: Secrets the settings also take as ``<NAME>_FILE``, besides the stack's own.
+_EXTERNAL_SECRETS = ("S3_SECRET_ACCESS_KEY",)
 
 
 class _FileOnlySettings(StackSettings):

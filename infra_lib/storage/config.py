@@ -104,7 +104,16 @@ class S3Config:
 
     @classmethod
     def from_stack(cls, settings: StackSettings) -> S3Config:
-        """The compose stack's MinIO as seen from this host, with its root credentials."""
+        """The stack's MinIO with its root credentials, or ``S3_ENDPOINT``'s store."""
+        if settings.s3_endpoint is not None:
+            return cls(
+                endpoint=settings.s3_endpoint,
+                access_key=settings.required("s3_access_key_id"),
+                secret_key=settings.secret("s3_secret_access_key"),
+                region=settings.s3_region,
+                addressing=settings.s3_addressing,
+                minio_admin=False,
+            )
         return cls(
             endpoint=f"http://{settings.url_host}:{settings.minio_api_port}",
             access_key=settings.required("minio_root_user"),

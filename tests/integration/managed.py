@@ -380,3 +380,84 @@ class ManagedTarget(Generic[ServerT]):
         """Stop the server; remove the env files provisioning wrote for it."""
         self.server.stop()
         shutil.rmtree(self.env_dir, ignore_errors=True)
+
+
+#: The domain MinIO serves virtual-host requests under, like ``s3.<region>.amazonaws.com``.
+S3_DOMAIN = "s3.eu-west-1.infra-aws-like.test"
+S3_REGION = "eu-west-1"
+_HOSTS = Path("/etc/hosts")
+_HOSTS_MARK = "# infra-lib aws-like test"
+
+
+@dataclass
+class AwsLikeS3(_ManagedServer):
+    """MinIO answering virtual-host-style requests, in a region other than us-east-1.
+
+    ``bucket.S3_DOMAIN`` must resolve to loopback: :meth:`resolve` adds the
+    names to ``/etc/hosts`` (marked, and removed again by :meth:`stop`), as
+    a developer's DNS would for a real endpoint. Plain HTTP: the point here
+    is addressing and region, TLS is covered by the other servers.
+    """
+
+    kind: ClassVar[str] = "AWS-like S3"
+    inner_port: ClassVar[int] = 9000
+    root_user: ClassVar[str] = "infra-admin"
+
+    @classmethod
+    def start(cls) -> AwsLikeS3:
+        assert os.access(_HOSTS, os.W_OK), f"{_HOSTS} must be writable (run the tests as root)"
+        server, _ = cls._prepare()
+        server.resolve(S3_DOMAIN)
+        files = {
+            "root-password": server.admin_password,
+            "start.sh": "exec minio server /data --address :9000\n",
+        }
+        server._run(
+            os.environ.get("MINIO_IMAGE") or "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
+            files,
+            [
+                "--env", f"MINIO_ROOT_USER={cls.root_user}",
+                "--env", "MINIO_ROOT_PASSWORD_FILE=/rds/root-password",
+                "--env", f"MINIO_DOMAIN={S3_DOMAIN}",
+                "--env", f"MINIO_SITE_REGION={S3_REGION}",
+                "--env", "MINIO_BROWSER=off",
+            ],
+        )  # fmt: skip
+        return server
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{S3_DOMAIN}:{self.port}"
+
+    def resolve(self, *names: str) -> None:
+        """Make each of ``names`` (a bucket's host, say) resolve to 127.0.0.1."""
+        lines = "".join(f"127.0.0.1 {name} {_HOSTS_MARK} {self.name}\n" for name in names)
+        with _HOSTS.open("a") as hosts:
+            hosts.write(lines)
+
+    def _answers(self) -> bool:
+        import http.client
+
+        conn = http.client.HTTPConnection(S3_DOMAIN, self.port, timeout=2)
+        try:
+            conn.request("GET", "/minio/health/ready")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def env_lines(self, password_file: Path) -> str:
+        return (
+            f"S3_ENDPOINT={self.endpoint}\nS3_REGION={S3_REGION}\nS3_ADDRESSING=virtual\n"
+            f"S3_ACCESS_KEY_ID={self.root_user}\nS3_SECRET_ACCESS_KEY_FILE={password_file}\n"
+        )
+
+    def stop(self) -> None:
+        super().stop()
+        kept = [
+            line
+            for line in _HOSTS.read_text().splitlines(keepends=True)
+            if f"{_HOSTS_MARK} {self.name}" not in line
+        ]
+        _HOSTS.write_text("".join(kept))

@@ -12,6 +12,7 @@ from infra_lib.errors import ConfigError
 from infra_lib.postgres.config import PostgresConfig
 from infra_lib.redis.config import RedisConfig
 from infra_lib.stack.settings import StackSettings, load_stack_settings
+from infra_lib.storage.config import S3Config
 
 
 def _settings(tmp_path: Path, text: str) -> StackSettings:
@@ -92,3 +93,27 @@ def test_redis_host_tls_and_admin_user(tmp_path: Path) -> None:
     assert config.url(3).startswith("rediss://infra-admin:")
     with pytest.raises(ConfigError, match="REDIS_TLS_CA_FILE"):
         _settings(tmp_path, "REDIS_TLS=true\nREDIS_TLS_CA_FILE=relative.pem\n")
+
+
+def test_s3_endpoint_region_addressing_and_a_key_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "s3-admin"
+    key_file.write_text("s3-secret-value\n")
+    settings = _settings(
+        tmp_path,
+        "S3_ENDPOINT=https://s3.eu-west-1.amazonaws.com\nS3_REGION=eu-west-1\n"
+        f"S3_ACCESS_KEY_ID=AKIAEXAMPLE\nS3_SECRET_ACCESS_KEY_FILE={key_file}\n",
+    )
+    assert settings.storage_managed
+    config = S3Config.from_stack(settings)
+    assert (config.endpoint, config.region, config.addressing, config.minio_admin) == (
+        "https://s3.eu-west-1.amazonaws.com",
+        "eu-west-1",
+        "virtual",
+        False,
+    )
+    assert (config.access_key, config.secret_key) == ("AKIAEXAMPLE", "s3-secret-value")
+    with pytest.raises(ConfigError, match="S3_SECRET_ACCESS_KEY and S3_SECRET_ACCESS_KEY_FILE"):
+        _settings(
+            tmp_path,
+            f"S3_SECRET_ACCESS_KEY=inline\nS3_SECRET_ACCESS_KEY_FILE={key_file}\n",
+        )
