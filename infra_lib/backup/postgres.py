@@ -308,25 +308,26 @@ def _client_version(tools: PgTools, program: str) -> tuple[str, int]:
     return text, int(match[1])
 
 
-def _check_client(tools: PgTools, program: str, server_major: int) -> str:
+def _check_client(tools: PgTools, program: str, server_major: int) -> tuple[str, int]:
+    """``program``'s version text and major version; BackupError if older than the server."""
     if tools.kind == "container":
         # The tools ship with the server in its own image: same version by construction.
-        return f"{program} of the server's container"
+        return f"{program} of the server's container", server_major
     text, major = _client_version(tools, program)
-    if major < server_major and isinstance(tools, ImagePgTools):
-        raise BackupError(
-            f"{program} of the image {tools.image} is version {major} ({text}), older than the "
-            f"server's {server_major}. Set POSTGRES_TOOLS_IMAGE to a PostgreSQL {server_major} "
-            "image (or newer)."
-        )
     if major < server_major:
+        if isinstance(tools, ImagePgTools):
+            raise BackupError(
+                f"{program} of the image {tools.image} is version {major} ({text}), older than "
+                f"the server's {server_major}. Set POSTGRES_TOOLS_IMAGE to a PostgreSQL "
+                f"{server_major} image (or newer)."
+            )
         raise BackupError(
             f"{program} is version {major} ({text}), older than the server's "
             f"{server_major}; an older {program} cannot handle a newer server. Install the "
             f"PostgreSQL {server_major} client tools (or newer) and put them first in PATH, "
             "or set POSTGRES_TOOLS=image to run those of a PostgreSQL image."
         )
-    return text
+    return text, major
 
 
 @dataclass(frozen=True, slots=True)
@@ -649,15 +650,10 @@ def backup_postgres(
             source.config.user,
         )
         role_passwords = False
-    dump_version = _check_client(source.tools, "pg_dump", server_major)
+    dump_version, dump_major = _check_client(source.tools, "pg_dump", server_major)
     _check_client(source.tools, "pg_dumpall", server_major)
     if compress is None:
-        client_major = (
-            server_major
-            if source.tools.kind == "container"
-            else _client_version(source.tools, "pg_dump")[1]
-        )
-        compress = DEFAULT_COMPRESSION if client_major >= 16 else OLD_CLIENT_COMPRESSION
+        compress = DEFAULT_COMPRESSION if dump_major >= 16 else OLD_CLIENT_COMPRESSION
 
     with (
         ArchiveWriter(dest, "postgres") as writer,

@@ -62,22 +62,18 @@ def _postgres(target: SmokeTarget, service: str) -> Callable[[], str]:
 
 
 def _redis_client(env: dict[str, str]) -> redis.Redis:
-    import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    tls: dict[str, Any] = {}
-    if env.get("REDIS_TLS_CA_FILE"):
-        tls["ssl_ca_certs"] = env["REDIS_TLS_CA_FILE"]
-    client: redis.Redis = redis.Redis.from_url(
-        env["REDIS_URL"],
+    from infra_lib.service import ServiceSettings
+
+    # As the service itself would connect (its CA file included), but failing fast.
+    return ServiceSettings(env).redis(
         socket_timeout=TIMEOUT,
         socket_connect_timeout=TIMEOUT,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
-        **tls,
     )
-    return client
 
 
 def _key_prefix(env: dict[str, str]) -> str:

@@ -329,7 +329,9 @@ def _with_secret_files(
         env_file, settings.compose_project_name, given("INFRA_SECRETS_DIR") or None
     )
     update: dict[str, Any] = {"infra_secrets_dir": str(directory)}
-    for key, name in SECRET_FILES.items():
+    # Secrets of servers outside the stack have no file of the stack's own (name None).
+    external: dict[str, str | None] = dict.fromkeys(_EXTERNAL_SECRETS)
+    for key, name in {**SECRET_FILES, **external}.items():
         field = key.lower()
         if field not in StackSettings.model_fields:
             continue
@@ -339,6 +341,8 @@ def _with_secret_files(
             raise ConfigError(f"both {key} and {key}_FILE are set; they are exclusive, keep one.")
         if file_var:
             update[field] = SecretStr(read_secret_file(Path(file_var), f"{key}_FILE"))
+            continue
+        if name is None:
             continue
         path = directory / name
         if current is None:
@@ -356,13 +360,6 @@ def _with_secret_files(
                 "right (`inv init --migrate-secrets` moves secrets out of .env), or "
                 "put the right value in the file."
             )
-    # Secrets of servers outside the stack have no file of the stack's own.
-    for key in _EXTERNAL_SECRETS:
-        file_var = given(f"{key}_FILE")
-        if file_var and getattr(settings, key.lower()) is not None:
-            raise ConfigError(f"both {key} and {key}_FILE are set; they are exclusive, keep one.")
-        if file_var:
-            update[key.lower()] = SecretStr(read_secret_file(Path(file_var), f"{key}_FILE"))
     return settings.model_copy(update=update)
 
 
