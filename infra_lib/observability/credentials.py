@@ -13,6 +13,8 @@
   ``sub`` the root access key, ``iss`` "prometheus"). MinIO's alternative,
   ``MINIO_PROMETHEUS_AUTH_TYPE=public``, would open the metrics to anyone
   who reaches the port, published on the host.
+- Grafana (optional profile): the password of its ``admin``, read from a
+  Compose secret; viewers need none.
 
 Passwords are generated once and kept in ``env/<project>/observability/
 secrets.env`` (mode 0600), which the task runner passes to Compose; Compose
@@ -88,6 +90,7 @@ _KEYS = (
     "INFRA_MONITOR_REDIS_PASSWORD",
     "INFRA_MONITOR_REDIS_PASSWORD_FILE",
     "INFRA_MONITOR_MINIO_TOKEN",
+    "INFRA_GRAFANA_ADMIN_PASSWORD",
 )
 
 
@@ -98,6 +101,8 @@ class MonitorCredentials:
     postgres_password: str = field(repr=False)
     redis_password: str = field(repr=False)
     minio_token: str = field(repr=False)
+    #: Grafana's ``admin`` (the optional ``grafana`` profile).
+    grafana_admin_password: str = field(repr=False, default="")
 
 
 def _b64(data: bytes) -> str:
@@ -159,22 +164,23 @@ def ensure_credentials(
     old = parse_env_lines(old_text)
     postgres = old.get("INFRA_MONITOR_POSTGRES_PASSWORD") or secrets.token_urlsafe(32)
     redis = old.get("INFRA_MONITOR_REDIS_PASSWORD") or secrets.token_urlsafe(32)
+    grafana = old.get("INFRA_GRAFANA_ADMIN_PASSWORD") or secrets.token_urlsafe(24)
     token = old.get("INFRA_MONITOR_MINIO_TOKEN", "")
     if not _token_valid(token, minio_access_key, minio_secret_key):
         token = minio_metrics_token(minio_access_key, minio_secret_key)
     # redis_exporter's password file maps each address to its password;
     # single quotes keep Compose from reading the JSON's quotes.
     password_map = json.dumps({REDIS_EXPORTER_ADDR: redis}, separators=(",", ":"))
-    values = dict(zip(_KEYS, (postgres, redis, f"'{password_map}'", token), strict=True))
+    values = dict(zip(_KEYS, (postgres, redis, f"'{password_map}'", token, grafana), strict=True))
     text = (
-        "# Credentials of the observability layer's exporters and scraper.\n"
+        "# Credentials of the observability layer's exporters, scraper and Grafana.\n"
         "# Written by `inv up` / `inv provision`; private (mode 0600). Do not edit.\n"
         + "".join(f"{key}={value}\n" for key, value in values.items())
     )
     if save and text != old_text:
         paths.make_dirs()
         write_private_file(path, text)
-    return MonitorCredentials(postgres, redis, token)
+    return MonitorCredentials(postgres, redis, token, grafana)
 
 
 def ensure_postgres_monitor(

@@ -81,6 +81,8 @@ STACK_JOBS: tuple[ScrapeJob, ...] = (
     ScrapeJob("vmalert", "vmalert:8880"),
     ScrapeJob("postgres", "postgres-exporter:9187"),
     ScrapeJob("redis", "redis-exporter:9121"),
+    # Free space of the data volumes (mounted at /volumes/<volume>).
+    ScrapeJob("node", "node-exporter:9100"),
     ScrapeJob(
         "minio", "minio:9000", "/minio/v2/metrics/cluster", bearer_token_file=MINIO_TOKEN_FILE
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,7 +24,7 @@ from infra_lib.stack.settings import StackSettings
 if TYPE_CHECKING:
     from infra_lib.stack.compose import Stack
 
-__all__ = ["Alert", "MetricsStore", "Sample", "Target", "check_scrape_config"]
+__all__ = ["Alert", "MetricsStore", "Sample", "Series", "Target", "check_scrape_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ class Sample:
 
     labels: dict[str, str]
     value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One series of a range query: its labels and its ``(time, value)`` points."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,24 @@ class MetricsStore:
             value = item.get("value", [0, "nan"])[1]
             samples.append(Sample(dict(item.get("metric", {})), float(value)))
         return samples
+
+    def query_range(self, promql: str, *, start: float, end: float, step: str) -> list[Series]:
+        """A range query from ``start`` to ``end`` (Unix seconds), as a dashboard runs it.
+
+        Points the store has no value for (NaN, such as 0/0) are left out.
+        """
+        data = self._json(
+            "/api/v1/query_range", query=promql, start=f"{start:.3f}", end=f"{end:.3f}", step=step
+        )
+        found = []
+        for item in data.get("result", []) if isinstance(data, dict) else []:
+            points = [
+                (float(at), float(value))
+                for at, value in item.get("values", [])
+                if not math.isnan(float(value))
+            ]
+            found.append(Series(dict(item.get("metric", {})), points))
+        return found
 
     def value(self, promql: str) -> float | None:
         """The value of a query that yields one series (None when it yields none)."""

@@ -89,13 +89,21 @@ class Stack:
     """
 
     def __init__(
-        self, settings: StackSettings, paths: StackPaths, *, extra_env_files: Sequence[Path] = ()
+        self,
+        settings: StackSettings,
+        paths: StackPaths,
+        *,
+        extra_env_files: Sequence[Path] = (),
+        extra_compose_files: Sequence[Path] = (),
     ) -> None:
         self.settings = settings
         self.paths = paths
         #: More env files for Compose after ``.env`` (e.g. the observability
         #: layer's private secrets file); those that do not exist are skipped.
         self.extra_env_files = tuple(extra_env_files)
+        #: Compose files merged over the stack's own, in order (e.g. a
+        #: temporary override that mounts one more volume).
+        self.extra_compose_files = tuple(extra_compose_files)
         self._client: DockerClient | None = None
         self._client_env_files: tuple[Path, ...] = ()
 
@@ -121,7 +129,7 @@ class Stack:
 
         extra = [p for p in self.extra_env_files if p.is_file()]
         return DockerClient(
-            compose_files=[self.paths.compose_file],
+            compose_files=[self.paths.compose_file, *self.extra_compose_files],
             compose_project_name=self.project_name,
             compose_env_files=[self.paths.env_file, *extra],
             compose_project_directory=self.paths.compose_file.parent,

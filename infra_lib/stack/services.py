@@ -119,6 +119,7 @@ PROFILE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
         ServiceSpec("vmalert", (), "(via :{metrics_port}/api/v1/alerts)", "observability"),
         ServiceSpec("postgres-exporter", (), "(internal :9187)", "observability"),
         ServiceSpec("redis-exporter", (), "(internal :9121)", "observability"),
+        ServiceSpec("node-exporter", (), "(internal :9100)", "observability"),
         ServiceSpec(
             "victorialogs",
             (PublishedPort("LOGS_PORT", "tcp"),),
@@ -136,6 +137,14 @@ PROFILE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
             (PublishedPort("OTLP_GRPC_PORT", "tcp"), PublishedPort("OTLP_HTTP_PORT", "tcp")),
             "http://{url_host}:{otlp_http_port} (OTLP; gRPC :{otlp_grpc_port})",
             profile="observability",
+        ),
+    ),
+    "grafana": (
+        ServiceSpec(
+            "grafana",
+            (PublishedPort("GRAFANA_PORT", "tcp"),),
+            "http://{url_host}:{grafana_port}",
+            profile="grafana",
         ),
     ),
     "gateway": (

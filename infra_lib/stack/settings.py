@@ -22,7 +22,7 @@ __all__ = ["KNOWN_PROFILES", "Port", "StackSettings", "load_stack_settings"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 #: Compose profiles of ``compose/*.yaml`` that ``INFRA_PROFILES`` may switch on.
-KNOWN_PROFILES: tuple[str, ...] = ("observability", "gateway")
+KNOWN_PROFILES: tuple[str, ...] = ("observability", "gateway", "grafana")
 
 # What VictoriaMetrics accepts for -retentionPeriod and Prometheus for intervals.
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
@@ -137,6 +137,10 @@ class StackSettings(BaseSettings):
     otlp_http_port: Port = 4318
     traces_ui_port: Port = 16686
     traces_retention: str = "168h"
+    #: Grafana (``compose/grafana.yaml``, profile ``grafana``): optional,
+    #: pulled, never run in this project's CI.
+    grafana_image: str = "grafana/grafana-oss:12.2.0"
+    grafana_port: Port = 3000
 
     #: Gateway (``compose/gateway.yaml``, profile ``gateway``).
     gateway_image: str = "nginx:1.28.0-alpine"
@@ -227,6 +231,13 @@ class StackSettings(BaseSettings):
                 raise ValueError(
                     f"unknown profile {name!r}; known profiles: {', '.join(KNOWN_PROFILES)}"
                 )
+        names = {x.strip() for x in value.split(",")}
+        if "grafana" in names and "observability" not in names:
+            # Grafana's datasources are the layer's stores.
+            raise ValueError(
+                "the grafana profile needs the observability layer: "
+                "`inv up --with observability --with grafana`"
+            )
         return value
 
     @property

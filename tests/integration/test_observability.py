@@ -8,6 +8,7 @@ and off again afterwards, leaving the stack as it found it.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import threading
 import time
@@ -154,6 +155,75 @@ def test_stopped_exporter_goes_down_and_the_down_alert_fires(
     finally:
         layer.docker.compose.start(["redis-exporter"])
     _until("redis target back up", lambda: store.query('up{job="redis"} == 1'), timeout=60)
+
+
+def test_a_nearly_full_volume_fires_the_disk_alert(
+    layer: Stack, store: MetricsStore, tmp_path: Path
+) -> None:
+    # A small tmpfs volume, mounted into node-exporter like the data volumes
+    # and filled to 93 %: the host's disk is never touched.
+    volume = "disk-probe"
+    override = tmp_path / "disk-probe.yaml"
+    override.write_text(
+        json.dumps(
+            {
+                "services": {"node-exporter": {"volumes": [f"{volume}:/volumes/{volume}:ro"]}},
+                "volumes": {
+                    volume: {"driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "size=4m"}}
+                },
+            }
+        )
+    )
+    probed = Stack(
+        layer.settings,
+        layer.paths,
+        extra_env_files=layer.extra_env_files,
+        extra_compose_files=[override],
+    )
+    mountpoint = f"/volumes/{volume}"
+    probed.docker.compose.up(["node-exporter"], detach=True)
+    try:
+        image = layer.docker.container.inspect(f"{layer.project_name}-node-exporter-1").config.image
+        layer.docker.run(
+            image,
+            ["if=/dev/zero", "of=/v/fill", "bs=4096", "count=950"],
+            entrypoint="dd",
+            user="0",
+            volumes=[(f"{layer.project_name}_{volume}", "/v")],
+            remove=True,
+        )
+        free = _until(
+            "the probe volume's free space",
+            lambda: store.query(f'node_filesystem_avail_bytes{{mountpoint="{mountpoint}"}}'),
+            timeout=60,
+        )
+        assert free[0].value < 0.1 * 4 * 1024 * 1024
+        alert = _until(
+            "VolumeDiskNearlyFull firing for the probe volume",
+            lambda: [
+                a
+                for a in store.alerts()
+                if a.name == "VolumeDiskNearlyFull"
+                and a.state == "firing"
+                and a.labels.get("mountpoint") == mountpoint
+            ],
+            timeout=180,
+        )
+        assert alert[0].labels["severity"] == "critical"
+        # The real volumes, on a disk with room, do not fire.
+        assert not [
+            a
+            for a in store.alerts()
+            if a.name == "VolumeDiskNearlyFull" and a.labels.get("mountpoint") != mountpoint
+        ]
+    finally:
+        layer.docker.compose.up(["node-exporter"], detach=True)
+        layer.docker.volume.remove(f"{layer.project_name}_{volume}")
+    _until(
+        "the probe volume gone from the store",
+        lambda: not store.query(f'node_filesystem_avail_bytes{{mountpoint="{mountpoint}"}}'),
+        timeout=60,
+    )
 
 
 class _Metrics(http.server.BaseHTTPRequestHandler):

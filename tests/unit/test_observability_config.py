@@ -197,8 +197,15 @@ def test_profiles_come_from_infra_profiles(tmp_path: Path) -> None:
 
 
 def test_unknown_profile_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"INFRA_PROFILES.*unknown profile 'grafana'"):
+    with pytest.raises(ConfigError, match=r"INFRA_PROFILES.*unknown profile 'kibana'"):
+        _settings(tmp_path, "INFRA_PROFILES=kibana\n")
+
+
+def test_grafana_needs_the_observability_layer(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"INFRA_PROFILES.*--with observability --with grafana"):
         _settings(tmp_path, "INFRA_PROFILES=grafana\n")
+    both = _settings(tmp_path, "INFRA_PROFILES=observability,grafana\n")
+    assert both.profiles == ("observability", "grafana")
 
 
 def test_bad_retention_is_a_config_error(tmp_path: Path) -> None:
@@ -248,6 +255,7 @@ def test_env_example_documents_the_layer() -> None:
         "VMALERT_IMAGE",
         "POSTGRES_EXPORTER_IMAGE",
         "REDIS_EXPORTER_IMAGE",
+        "NODE_EXPORTER_IMAGE",
         "VICTORIALOGS_IMAGE",
         "OTELCOL_IMAGE",
         "JAEGER_IMAGE",

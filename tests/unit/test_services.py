@@ -42,6 +42,7 @@ def test_top_level_compose_includes_every_service() -> None:
         *SERVICE_NAMES,
         "observability",
         "gateway",
+        "grafana",
     ]
 
 
