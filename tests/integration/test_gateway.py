@@ -25,6 +25,7 @@ import stat
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -518,6 +519,74 @@ def test_livekit_signalling_through_wss(
     response = asyncio.run(join())
     assert response.WhichOneof("message") == "join"
     assert response.join.participant.identity == "gw-tester"
+
+
+_HOSTS = Path("/etc/hosts")
+_HOSTS_MARK = "# infra-lib gateway test"
+
+
+@pytest.fixture
+def system_names(routed: Stack, paths: GatewayPaths, tmp_path: Path) -> Iterator[None]:
+    """The machine resolves ``livekit.<host>`` and trusts the project's CA, as a user's would.
+
+    The LiveKit SDK is native code: it resolves names through the C library
+    and reads the system trust store itself, so it is given what ``inv trust``
+    and a resolver that knows ``*.localhost`` (systemd-resolved, browsers)
+    give a user: a marked ``/etc/hosts`` line, removed afterwards, and a CA
+    bundle holding the system's roots and the project's CA (``SSL_CERT_FILE``).
+    """
+    assert os.access(_HOSTS, os.W_OK), f"{_HOSTS} must be writable (run the tests as root)"
+    name = urllib.parse.urlsplit(_urls(routed).livekit).hostname
+    bundle = tmp_path / "ca-bundle.pem"
+    system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    bundle.write_text(system.read_text() + paths.ca_cert.read_text())
+    with _HOSTS.open("a") as hosts:
+        hosts.write(f"127.0.0.1 {name} {_HOSTS_MARK}\n")
+    old = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = str(bundle)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = old
+        kept = [x for x in _HOSTS.read_text().splitlines(keepends=True) if _HOSTS_MARK not in x]
+        _HOSTS.write_text("".join(kept))
+
+
+def test_a_participant_joins_with_the_sdk_through_wss(routed: Stack, system_names: None) -> None:
+    from livekit import rtc
+
+    from infra_lib.livekit.config import LiveKitConfig
+    from infra_lib.livekit.rooms import RoomService
+    from infra_lib.livekit.tokens import TokenFactory
+
+    direct = LiveKitConfig.from_stack(routed.settings)
+    public = LiveKitConfig(
+        url=_urls(routed).livekit,
+        api_url=direct.api_url,
+        api_key=direct.api_key,
+        api_secret=direct.api_secret,
+    )
+    room_name = f"gw-sdk-{uuid.uuid4().hex[:8]}"
+    minted = TokenFactory(public).join_token(room_name, "gw-sdk")
+    assert minted.url.startswith("wss://")
+
+    async def join() -> None:
+        room = rtc.Room()
+        await asyncio.wait_for(room.connect(minted.url, minted.token), timeout=30)
+        try:
+            assert room.local_participant.identity == "gw-sdk"
+            with RoomService(direct) as rooms:
+                listed = await asyncio.to_thread(rooms.list_participants, room_name)
+            assert [p.identity for p in listed] == ["gw-sdk"]
+        finally:
+            await room.disconnect()
+            with RoomService(direct) as rooms:
+                await asyncio.to_thread(rooms.delete_room, room_name)
+
+    asyncio.run(join())
 
 
 # -- files -----------------------------------------------------------------------
