@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from infra_lib.backup.model import DrillReport, ProgressCallback
     from infra_lib.livekit.config import LiveKitConfig
     from infra_lib.manifest import Manifest
-    from infra_lib.provision import ProvisionReport
+    from infra_lib.provisioning import ProvisionReport
     from infra_lib.smoke.runner import SmokeReport
     from infra_lib.stack.compose import ServiceStatus, Stack
     from infra_lib.stack.probes import ProbeResult
@@ -335,7 +335,7 @@ def _gateway_apply(stack: Stack, manifest: str | None, *, dry_run: bool = False)
     """Certificates and checked config in place, and a running gateway reloaded."""
     from infra_lib.gateway.apply import prepare, reload
     from infra_lib.manifest import load_manifest
-    from infra_lib.provision import ProvisionReport
+    from infra_lib.provisioning import ProvisionReport
 
     prepared = prepare(
         stack,
@@ -355,7 +355,7 @@ def _observability_provision(
     from infra_lib.manifest import load_manifest
     from infra_lib.observability.apply import apply_credentials, prepare, reload
     from infra_lib.postgres.config import PostgresConfig
-    from infra_lib.provision import ProvisionReport
+    from infra_lib.provisioning import ProvisionReport
     from infra_lib.redis.config import RedisConfig
 
     prepared = prepare(
@@ -625,7 +625,7 @@ def _provision(
     from infra_lib.observability.layer import is_enabled
     from infra_lib.observability.otlp import OtlpEndpoints
     from infra_lib.postgres.config import PostgresConfig
-    from infra_lib.provision import provision as run_provision
+    from infra_lib.provisioning import provision as run_provision
     from infra_lib.redis.config import RedisConfig
     from infra_lib.storage.config import S3Config
 
@@ -746,7 +746,7 @@ def rotate(
     before any server does, so a rotation that stops halfway loses nothing:
     run it again, or `inv provision`, to finish.
     """
-    from infra_lib.provision import ROTATED_KEYS
+    from infra_lib.provisioning import ROTATED_KEYS
 
     with _errors():
         stack = _stack(env_file, allow_foreign=allow_foreign_project)
@@ -791,7 +791,7 @@ def env(
     """Print a service's settings (KEY=value); secrets are masked unless asked."""
     from infra_lib.manifest import load_manifest
     from infra_lib.names import validate_service_name
-    from infra_lib.provision import env_path, read_service_env
+    from infra_lib.provisioning import env_path, read_service_env
 
     with _errors():
         env_dir = _env_dir(_stack(env_file, guard=False).project_name)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from infra_lib.manifest import parse_manifest
 from infra_lib.postgres.config import PostgresConfig
 from infra_lib.postgres.provisioner import PostgresProvisioner
-from infra_lib.provision import provision
+from infra_lib.provisioning import provision
 from infra_lib.stack.settings import load_stack_settings
 
 

@@ -23,8 +23,8 @@ _EXPORTS: dict[str, str] = {
     "ServiceSettings": "infra_lib.service",
     "Manifest": "infra_lib.manifest",
     "load_manifest": "infra_lib.manifest",
-    "provision": "infra_lib.provision",
-    "ProvisionReport": "infra_lib.provision",
+    "provision": "infra_lib.provisioning",
+    "ProvisionReport": "infra_lib.provisioning",
     "InvalidObjectKey": "infra_lib.errors",
     "LiveKitError": "infra_lib.errors",
     "WebhookRejected": "infra_lib.errors",
@@ -127,7 +127,7 @@ if TYPE_CHECKING:
     from infra_lib.manifest import Manifest, MetricsEndpoint, load_manifest
     from infra_lib.observability.store import MetricsStore
     from infra_lib.postgres.config import PostgresConfig
-    from infra_lib.provision import ProvisionReport, provision
+    from infra_lib.provisioning import ProvisionReport, provision
     from infra_lib.redis.config import RedisConfig
     from infra_lib.service import ServiceSettings
     from infra_lib.stack.compose import ServiceStatus, Stack, StackPaths

@@ -23,7 +23,7 @@ from infra_lib.gateway.nginx import GatewayOptions, render_config
 from infra_lib.gateway.routes import build_routes, stack_hosts
 from infra_lib.gateway.tls import ensure_tls
 from infra_lib.manifest import Manifest
-from infra_lib.provision import Change, ProvisionRow
+from infra_lib.provisioning import Change, ProvisionRow
 from infra_lib.stack.envfile import write_private_file
 
 if TYPE_CHECKING:

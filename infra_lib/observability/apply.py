@@ -31,7 +31,7 @@ from infra_lib.observability.scrape import (
     render_scrape_config,
     write_scrape_config,
 )
-from infra_lib.provision import Change, ProvisionRow
+from infra_lib.provisioning import Change, ProvisionRow
 from infra_lib.stack.envfile import write_private_file
 
 if TYPE_CHECKING:

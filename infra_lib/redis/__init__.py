@@ -48,18 +48,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from infra_lib.names import validate_service_name
     from infra_lib.redis.acl import (
         DEFAULT_SERVICE_COMMANDS,
         Change,
         delete_acl_user,
         ensure_acl_user,
     )
-    from infra_lib.redis.allocator import (
-        DEFAULT_REGISTRY_KEY,
-        Allocation,
-        RedisDbAllocator,
-        validate_service_name,
-    )
+    from infra_lib.redis.allocator import DEFAULT_REGISTRY_KEY, Allocation, RedisDbAllocator
     from infra_lib.redis.config import RedisConfig
     from infra_lib.redis.keys import RESERVED_PREFIX, default_key_prefix, validate_key_prefix
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra_lib.manifest import Manifest, ServiceManifest
-from infra_lib.provision import read_service_env
+from infra_lib.provisioning import read_service_env
 from infra_lib.smoke.runner import Check, Component
 from infra_lib.stack.settings import StackSettings
 

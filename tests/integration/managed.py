@@ -33,7 +33,7 @@ import redis
 
 from infra_lib.gateway.layer import GatewayPaths
 from infra_lib.gateway.tls import ensure_tls
-from infra_lib.provision import read_service_env
+from infra_lib.provisioning import read_service_env
 from infra_lib.stack.settings import StackSettings
 
 from .conftest import free_port, run_inv

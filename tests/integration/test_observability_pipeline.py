@@ -30,7 +30,7 @@ from infra_lib.observability.logstore import LogStore, stream_filter
 from infra_lib.observability.pipeline import container_log_round_trip, span_round_trip
 from infra_lib.observability.store import MetricsStore
 from infra_lib.observability.traces import TraceStore, send_span
-from infra_lib.provision import read_service_env
+from infra_lib.provisioning import read_service_env
 from infra_lib.stack.compose import Stack
 from infra_lib.stack.settings import load_stack_settings
 from tests.integration import test_observability as _metrics_tests

@@ -15,7 +15,7 @@ from infra_lib.gateway.layer import GatewayEnv, GatewayPaths, PublicUrls, is_ena
 from infra_lib.livekit.config import LiveKitConfig
 from infra_lib.manifest import load_manifest
 from infra_lib.postgres.config import PostgresConfig
-from infra_lib.provision import ProvisionReport, provision, read_service_env
+from infra_lib.provisioning import ProvisionReport, provision, read_service_env
 from infra_lib.redis.config import RedisConfig
 from infra_lib.stack.compose import Stack
 from infra_lib.stack.settings import StackSettings

@@ -23,7 +23,7 @@ from infra_lib.livekit.config import LiveKitConfig
 from infra_lib.manifest import load_manifest
 from infra_lib.postgres.config import PostgresConfig
 from infra_lib.postgres.provisioner import PostgresProvisioner
-from infra_lib.provision import INCOMPLETE_MARK, ProvisionReport, provision, read_service_env
+from infra_lib.provisioning import INCOMPLETE_MARK, ProvisionReport, provision, read_service_env
 from infra_lib.redis.acl import delete_acl_user
 from infra_lib.redis.allocator import DEFAULT_REGISTRY_KEY, RedisDbAllocator
 from infra_lib.redis.config import RedisConfig

@@ -494,7 +494,7 @@ def test_preview_of_a_full_server_is_capacity_exhausted(allocator: RedisDbAlloca
 def _prefix_env(settings: StackSettings, service: str, tmp_path: Path) -> dict[str, str]:
     """Provision ``service``'s Redis access as `inv provision` does; its env values."""
     from infra_lib.manifest import load_manifest
-    from infra_lib.provision import env_path, provision, read_service_env
+    from infra_lib.provisioning import env_path, provision, read_service_env
 
     from .conftest import ROOT
 

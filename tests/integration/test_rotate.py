@@ -14,7 +14,7 @@ import redis
 from minio import Minio
 from minio.error import S3Error
 
-from infra_lib.provision import ROTATED_KEYS, env_path, read_service_env, secret_files_dir
+from infra_lib.provisioning import ROTATED_KEYS, env_path, read_service_env, secret_files_dir
 from infra_lib.stack.compose import Stack
 
 from .conftest import run_inv

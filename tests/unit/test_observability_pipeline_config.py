@@ -11,7 +11,7 @@ from infra_lib.errors import ConfigError
 from infra_lib.manifest import parse_manifest
 from infra_lib.observability.logstore import stream_filter
 from infra_lib.observability.otlp import OtlpEndpoints
-from infra_lib.provision import provision, read_service_env
+from infra_lib.provisioning import provision, read_service_env
 from infra_lib.stack.settings import load_stack_settings
 
 ROOT = Path(__file__).resolve().parents[2]
