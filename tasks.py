@@ -210,6 +210,10 @@ def _init_env(
         "migrate-secrets": "Move the secrets an older .env holds into their files "
         "(env/<project>/secrets/), values unchanged, and delete them from .env; nothing else "
         "is rewritten.",
+        "auto-ports": "Move every port of the stack (its optional layers included) that is "
+        "taken on this machine, or published by another project's container, to a free one "
+        "and write it to .env (made first if missing); other values are kept. For a second "
+        "checkout next to a first.",
     }
 )
 def init(
@@ -218,18 +222,75 @@ def init(
     new_secrets: bool = False,
     env_file: str | None = None,
     migrate_secrets: bool = False,
+    auto_ports: bool = False,
 ) -> None:
     """Write .env from .env.example and the stack's secrets to their own files (mode 0600)."""
     with _errors():
         if new_secrets and not force:
             raise Exit("--new-secrets replaces the secrets of an existing .env; add --force", 2)
         if migrate_secrets:
-            if force or new_secrets:
-                raise Exit("--migrate-secrets keeps every value; it takes no --force", 2)
+            if force or new_secrets or auto_ports:
+                raise Exit(
+                    "--migrate-secrets keeps every value; it takes no --force or --auto-ports", 2
+                )
             _migrate_secrets(_env_file(env_file), print)
             return
-        _init_env(_env_file(env_file), force, print, new_secrets=new_secrets)
-        _init_tls(_env_file(env_file), print)
+        target = _env_file(env_file)
+        if not (auto_ports and target.exists() and not force):
+            _init_env(target, force, print, new_secrets=new_secrets)
+            _init_tls(target, print)
+        if auto_ports:
+            _auto_ports(target, print)
+
+
+def _docker_ports(stack: Stack) -> tuple[set[int], set[int]]:
+    """Host ports published by other projects' containers (running or stopped), and by ours.
+
+    Refuses a project name another checkout's containers carry (their ports
+    would count as ours). Empty sets when the engine does not answer: the
+    ports bound right now are still checked.
+    """
+    from infra_lib.errors import ServiceUnavailable
+
+    others: set[int] = set()
+    ours: set[int] = set()
+    try:
+        stack.ensure_own(environ=os.environ)
+        containers = stack.docker.container.list(all=True)
+    except ServiceUnavailable:
+        _warn(["Docker does not answer: only ports bound right now count as taken"])
+        return others, ours
+    for container in containers:
+        labels = container.config.labels or {}
+        mine = labels.get("com.docker.compose.project") == stack.project_name
+        bindings = container.host_config.port_bindings or {}
+        for binds in bindings.values():
+            for bind in binds or []:
+                if bind.host_port:
+                    (ours if mine else others).add(int(bind.host_port))
+    return others, ours - others
+
+
+def _auto_ports(target: Path, say: Callable[[str], None]) -> None:
+    from infra_lib.stack.compose import Stack, StackPaths
+    from infra_lib.stack.envfile import set_env_value
+    from infra_lib.stack.ports import free_port_plan
+    from infra_lib.stack.services import services_for
+    from infra_lib.stack.settings import KNOWN_PROFILES, load_stack_settings
+
+    settings = load_stack_settings(target, environ=os.environ)
+    others, ours = _docker_ports(Stack(settings, StackPaths.for_root(ROOT, target)))
+    plan = free_port_plan(
+        settings, services_for(list(KNOWN_PROFILES)), also_taken=others, owned=ours
+    )
+    if not plan:
+        say(f"every port of the stack is free here; {target} unchanged")
+        return
+    for variable, port in plan.items():
+        old = getattr(settings, variable.lower())
+        set_env_value(target, variable, str(port))
+        say(f"moved {variable} from {old} to {port}")
+    say(f"wrote {len(plan)} port(s) to {target}; `inv up` uses them")
 
 
 def _migrate_secrets(env_path: Path, say: Callable[[str], None]) -> None:

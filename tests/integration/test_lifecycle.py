@@ -116,3 +116,30 @@ def test_a_healthy_server_that_refuses_its_check_fails_with_its_logs(throwaway_e
     assert "password authentication failed" in again.stderr
     assert "--- last log lines of postgres ---" in again.stderr
     assert "inv logs postgres" in again.stderr
+
+
+def test_auto_ports_lets_a_second_checkout_run_beside_the_first(
+    stack: Stack, throwaway_env: Path
+) -> None:
+    # The second checkout's file keeps the default ports the running main
+    # stack holds (throwaway_env moves only PostgreSQL and Redis).
+    before = load_stack_settings(throwaway_env, environ=isolated_environ())
+    assert before.minio_api_port == stack.settings.minio_api_port
+    refused = run_inv("up", "--no-provision", env_file=throwaway_env)
+    assert refused.returncode != 0
+    assert "inv init --auto-ports" in refused.stdout + refused.stderr
+
+    moved = run_inv("init", "--auto-ports", env_file=throwaway_env)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "moved MINIO_API_PORT" in moved.stdout
+    after = load_stack_settings(throwaway_env, environ=isolated_environ())
+    assert after.postgres_port == before.postgres_port  # free: kept
+    assert after.compose_project_name == before.compose_project_name
+    for name in ("minio_api_port", "livekit_http_port", "turn_port"):
+        assert getattr(after, name) != getattr(stack.settings, name), name
+
+    up = run_inv("up", "--no-provision", env_file=throwaway_env)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    again = run_inv("init", "--auto-ports", env_file=throwaway_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "unchanged" in again.stdout

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from infra_lib.errors import ConfigError, PortInUse
-from infra_lib.stack.ports import check_ports_free, port_is_free
+from infra_lib.stack.ports import check_ports_free, free_port_plan, port_is_free
 from infra_lib.stack.services import SERVICE_NAMES, SERVICES, service_spec
 from infra_lib.stack.settings import load_stack_settings
 
@@ -85,3 +86,52 @@ def test_free_port_is_free() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     assert port_is_free("127.0.0.1", port, "tcp")
+
+
+def _free_except(*taken: int) -> Callable[[str, int, str], bool]:
+    """Port checks of a machine where only ``taken`` is bound (whatever runs here now)."""
+    return lambda _host, port, _protocol: port not in taken
+
+
+def test_auto_ports_moves_only_taken_ports_to_free_ones(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("")
+    settings = load_stack_settings(env)
+    plan = free_port_plan(settings, SERVICES, is_free=_free_except(settings.postgres_port))
+    assert set(plan) == {"POSTGRES_PORT"}
+    assert 20000 <= plan["POSTGRES_PORT"] < 32768
+
+
+def test_auto_ports_moves_a_range_whole_and_never_gives_a_port_twice(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("LIVEKIT_RTC_PORT_START=50000\nLIVEKIT_RTC_PORT_END=50009\n")
+    settings = load_stack_settings(env)
+    # A stopped container of another checkout publishes one port of the range
+    # and the PostgreSQL default.
+    plan = free_port_plan(
+        settings, SERVICES, also_taken={50004, settings.postgres_port}, is_free=_free_except()
+    )
+    start, end = plan["LIVEKIT_RTC_PORT_START"], plan["LIVEKIT_RTC_PORT_END"]
+    assert end - start == 9
+    assert plan["POSTGRES_PORT"] not in range(start, end + 1)
+    assert set(plan) == {"LIVEKIT_RTC_PORT_START", "LIVEKIT_RTC_PORT_END", "POSTGRES_PORT"}
+
+
+def test_ports_this_project_holds_are_not_moved(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("")
+    settings = load_stack_settings(env)
+    every = {p for spec in SERVICES for pub in spec.ports for p in pub.host_ports(settings)}
+    # As if the project's own running containers held all of them.
+    plan = free_port_plan(settings, SERVICES, owned=every, is_free=lambda *_: False)
+    assert plan == {}
+
+
+def test_the_port_conflict_error_suggests_auto_ports(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        env = tmp_path / ".env"
+        env.write_text(f"REDIS_PORT={holder.getsockname()[1]}\n")
+        with pytest.raises(PortInUse, match="inv init --auto-ports"):
+            check_ports_free(load_stack_settings(env), [service_spec("redis")])
