@@ -836,6 +836,129 @@ def rotate(
 
 @task(
     help={
+        "action": "save, restore or rm.",
+        "name": "The snapshot's name; for restore, `latest` is the newest snapshot.",
+        "service": "Only this service's database (repeatable); default: every service of the "
+        "manifest that has one.",
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+        "allow-foreign-project": "Act even if the project's containers were created from "
+        "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
+    },
+    iterable=["service"],
+)
+def snapshot(
+    c: Context,
+    action: str,
+    name: str,
+    service: list[str] | None = None,
+    manifest: str | None = None,
+    env_file: str | None = None,
+    allow_foreign_project: bool = False,
+) -> None:
+    """Named local snapshots of the services' PostgreSQL databases: save, restore or rm NAME.
+
+    A copy made by the server itself (CREATE DATABASE ... TEMPLATE), in
+    seconds: for trying something destructive and going back. It is local
+    and disposable, on the same volume as the data; use `inv backup` for
+    anything you need to keep. Saving and restoring end the sessions open on
+    the databases concerned (services reconnect). A restore replaces each
+    database atomically and re-applies the service's grants. `inv snapshots`
+    lists them.
+    """
+    from infra_lib.manifest import load_manifest
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.postgres.snapshots import LATEST, Snapshots, SnapshotTarget
+
+    actions = ("save", "restore", "rm")
+    with _errors():
+        if action not in actions:
+            raise Exit(
+                f"unknown action {action!r}; use one of: {', '.join(actions)} "
+                "(`inv snapshots` lists them)",
+                2,
+            )
+        stack = _stack(env_file, allow_foreign=allow_foreign_project)
+        snapshots = Snapshots(PostgresConfig.from_stack(stack.settings))
+        if action == "rm":
+            removed = snapshots.remove(name)
+            print(f"removed snapshot {name!r} ({len(removed)} database(s))")
+            return
+        plan = load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
+        chosen = [plan.service(x) for x in service] if service else list(plan)
+        if action == "save":
+            targets = [
+                SnapshotTarget(s.name, s.postgres.database, s.postgres.role)
+                for s in chosen
+                if s.postgres is not None
+            ]
+            started = time.perf_counter()
+            made = snapshots.save(name, targets)
+            _snapshot_table(made)
+            print(
+                f"saved snapshot {name!r} of {len(made)} database(s) in "
+                f"{time.perf_counter() - started:.1f} s (local and disposable: not a backup)"
+            )
+            return
+        chosen_name = snapshots.latest() if name == LATEST else name
+        started = time.perf_counter()
+        restored = snapshots.restore(chosen_name, service or None)
+        elapsed = time.perf_counter() - started
+        report = _provision(
+            stack,
+            [p.service for p in restored],
+            dry_run=False,
+            manifest=manifest,
+            redis=False,
+            storage=False,
+        )
+        if report.changed:
+            _report_table(report)
+        print(
+            f"restored {', '.join(p.service for p in restored)} from snapshot "
+            f"{chosen_name!r} in {elapsed:.1f} s; grants re-applied. The snapshot is kept."
+        )
+
+
+@task(
+    help={
+        "name": "Only the parts of this snapshot.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def snapshots(c: Context, name: str | None = None, env_file: str | None = None) -> None:
+    """List the local snapshots (`inv snapshot save NAME` makes one), newest first."""
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.postgres.snapshots import Snapshots
+
+    with _errors():
+        stack = _stack(env_file, guard=False)
+        _snapshot_table(Snapshots(PostgresConfig.from_stack(stack.settings)).find(name))
+
+
+def _snapshot_table(found: Sequence[Any]) -> None:
+    from rich.table import Table
+
+    if not found:
+        print("no snapshots; `inv snapshot save NAME` makes one")
+        return
+    table = Table(title="snapshots (local, disposable)")
+    for column in ("name", "service", "database", "created", "PostgreSQL", "size"):
+        table.add_column(column)
+    for part in found:
+        table.add_row(
+            part.name,
+            part.service,
+            part.database,
+            part.created.isoformat(),
+            str(part.server_major),
+            f"{part.size_bytes / 2**20:.1f} MiB",
+        )
+    _console().print(table)
+
+
+@task(
+    help={
         "service": "The service whose settings to print.",
         "show-secrets": "Print passwords and URLs with credentials in clear.",
         "manifest": "Manifest file (default: infra.toml).",

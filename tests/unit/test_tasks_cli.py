@@ -37,6 +37,8 @@ TASKS = [
     "backup",
     "backups",
     "restore",
+    "snapshot",
+    "snapshots",
 ]
 
 
