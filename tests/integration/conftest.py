@@ -54,6 +54,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
+def host_gateway_address(stack: Stack, service: str) -> str:
+    """The address ``host.docker.internal`` has inside ``service``'s container.
+
+    A server a test starts on the host binds to it (Docker's bridge), not
+    0.0.0.0, so only the containers reach it.
+    """
+    hosts = stack.docker.compose.execute(service, ["cat", "/etc/hosts"], tty=False)
+    for line in str(hosts).splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and "host.docker.internal" in parts[1:]:
+            return parts[0]
+    pytest.fail(f"host.docker.internal is not in {service}'s /etc/hosts:\n{hosts}")
+
+
 def isolated_environ() -> dict[str, str]:
     """The process environment without stack settings, images excepted.
 

@@ -36,7 +36,7 @@ from infra_lib.storage.config import S3Config
 from infra_lib.storage.presign import boto3_client
 from tests.grafana import Query, queries
 from tests.integration import test_observability as _metrics_tests
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, host_gateway_address
 
 pytestmark = pytest.mark.integration
 
@@ -115,12 +115,7 @@ def _handler(service: str, counters: _Counters) -> type[http.server.BaseHTTPRequ
 @pytest.fixture(scope="module")
 def team_services(layer: Stack) -> Iterator[None]:
     """The two probe services on the host, scraped every 2 s as manifest services."""
-    hosts = layer.docker.container.execute(
-        f"{layer.project_name}-victoriametrics-1", ["cat", "/etc/hosts"]
-    )
-    gateway = next(
-        line.split()[0] for line in str(hosts).splitlines() if "host.docker.internal" in line
-    )
+    gateway = host_gateway_address(layer, "victoriametrics")
     servers = []
     services = {}
     for name in PROBES:

@@ -44,7 +44,7 @@ from infra_lib.manifest import load_manifest
 from infra_lib.observability.layer import LayerPaths
 from infra_lib.stack.compose import Stack, StackPaths
 from infra_lib.stack.settings import load_stack_settings
-from tests.integration.conftest import ROOT, run_inv
+from tests.integration.conftest import ROOT, host_gateway_address, run_inv
 
 pytestmark = pytest.mark.integration
 
@@ -146,15 +146,6 @@ class HostServer:
         self._thread.join(10)
 
 
-def _host_gateway_address(stack: Stack) -> str:
-    hosts = stack.docker.compose.execute("gateway", ["cat", "/etc/hosts"], tty=False)
-    for line in str(hosts).splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and "host.docker.internal" in parts[1:]:
-            return parts[0]
-    pytest.fail(f"host.docker.internal is not in the gateway's /etc/hosts:\n{hosts}")
-
-
 def _closed_port(address: str) -> int:
     with socket.socket() as sock:
         sock.bind((address, 0))
@@ -216,7 +207,7 @@ def tls(paths: GatewayPaths) -> ssl.SSLContext:
 
 @pytest.fixture(scope="module")
 def upstream(gateway_on: Stack) -> Iterator[HostServer]:
-    server = HostServer(_host_gateway_address(gateway_on)).start()
+    server = HostServer(host_gateway_address(gateway_on, "gateway")).start()
     yield server
     server.stop()
 

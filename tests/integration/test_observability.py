@@ -31,7 +31,7 @@ from infra_lib.observability.store import MetricsStore, check_scrape_config
 from infra_lib.stack.compose import Stack, StackPaths
 from infra_lib.stack.envfile import parse_env_lines
 from infra_lib.stack.settings import load_stack_settings
-from tests.integration.conftest import ROOT, run_inv
+from tests.integration.conftest import ROOT, host_gateway_address, run_inv
 
 pytestmark = pytest.mark.integration
 
@@ -249,12 +249,7 @@ def test_manifest_service_on_the_host_is_scraped(
     # Bound to the address host.docker.internal has in the metrics store's
     # container (host-gateway: Docker's bridge), not 0.0.0.0, so only the
     # containers reach it.
-    hosts = layer.docker.container.execute(
-        f"{layer.project_name}-victoriametrics-1", ["cat", "/etc/hosts"]
-    )
-    gateway = next(
-        line.split()[0] for line in str(hosts).splitlines() if "host.docker.internal" in line
-    )
+    gateway = host_gateway_address(layer, "victoriametrics")
     server = http.server.ThreadingHTTPServer((gateway, 0), _Metrics)
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
