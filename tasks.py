@@ -1106,6 +1106,73 @@ def _smoke_table(report: SmokeReport) -> None:
 
 @task(
     help={
+        "fault": "pause, stop or kill (see below).",
+        "service": "The service whose container gets the fault, e.g. redis.",
+        "duration": "Seconds the fault stays on before it is rolled back (default 5).",
+        "recover": "Only undo a fault an earlier run left behind, then exit.",
+        "json": "Print the report as JSON (for CI) instead of a timeline.",
+        "env-file": "Use this env file instead of .env.",
+    }
+)
+def chaos(
+    c: Context,
+    fault: str | None = None,
+    service: str | None = None,
+    duration: float = 5.0,
+    recover: bool = False,
+    json: bool = False,
+    env_file: str | None = None,
+) -> None:
+    """Failure experiment: apply a fault to one service's container, watch it, roll it back.
+
+    pause freezes the container (clients hang), stop stops it (clients are
+    refused), kill crashes its server process (the restart policy brings it
+    back). The service is probed over its own protocol throughout; the
+    timeline shows when the fault went on, the first failed probe, the
+    rollback and the recovery. The rollback runs on normal end, on error and
+    on Ctrl-C; a fault left by a run that was killed is undone by the next
+    `inv chaos` (or `inv chaos --recover`). Only this project's containers
+    are touched and no data is deleted. See docs/failure-experiments.md.
+    """
+    import json as json_module
+
+    from infra_lib.chaos import FAULTS, FaultLedger, run_experiment
+    from infra_lib.chaos import recover as undo_leftover
+
+    with _errors():
+        stack = _stack(env_file)
+        ledger = FaultLedger(_env_dir(stack.project_name) / "chaos" / "active.json")
+        if recover:
+            message = undo_leftover(stack, ledger)
+            print(message or "no fault is outstanding")
+            return
+        if fault is None or service is None:
+            raise Exit(
+                "give --fault and --service, e.g. `inv chaos --fault pause --service redis`; "
+                f"faults: {', '.join(FAULTS)}",
+                2,
+            )
+
+        def show(event: Any) -> None:
+            if not json:
+                print(f"{event.at:7.2f} s  {event.kind:<14} {event.detail}", flush=True)
+
+        if not json:
+            print(f"{fault} {service} for {duration:g} s: {FAULTS.get(fault, '?')}")
+        try:
+            report = run_experiment(stack, ledger, fault, service, duration=duration, on_event=show)
+        except KeyboardInterrupt:
+            raise Exit("interrupted: the fault was rolled back", code=130) from None
+        if json:
+            print(json_module.dumps(report.to_json(), indent=2))
+        elif report.leftover:
+            print(report.leftover)
+        if not report.recovered:
+            raise Exit(f"{service} did not recover after the rollback; see `inv logs {service}`", 1)
+
+
+@task(
+    help={
         "errors": "Also print each target's last scrape error.",
         "env-file": "Use this env file instead of .env.",
     }

@@ -339,6 +339,17 @@ class Stack:
                 f"{ALLOW_FOREIGN_ENV}=1) to act on that stack anyway."
             )
 
+    def container(self, service: str) -> Container:
+        """The container of ``service`` in this project; StackError when it has none."""
+        name = service_spec(service).name
+        found = self._containers().get(name)
+        if found is None:
+            raise StackError(
+                f"service {name!r} has no container in project {self.project_name!r}; "
+                "start it with `inv up`"
+            )
+        return found
+
     def volumes(self) -> list[str]:
         """Names of the Docker volumes that belong to this project."""
         found = self._call(

@@ -29,6 +29,7 @@ TASKS = [
     "test-cleanup",
     "smoke",
     "metrics",
+    "chaos",
     "gateway",
     "routes",
     "trust",

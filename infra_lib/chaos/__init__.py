@@ -1,0 +1,28 @@
+"""Failure experiments on the stack's own containers, always rolled back.
+
+An experiment applies one fault to one service's container for a while,
+probes the service over its own protocol the whole time, and undoes the
+fault at the end: on normal end, on error and on Ctrl-C. The fault is
+written to a ledger before it is applied, so one left behind by a run that
+died (SIGKILL, a lost terminal) is found and undone by the next run.
+"""
+
+from infra_lib.chaos.container import (
+    FAULTS,
+    Event,
+    ExperimentReport,
+    FaultLedger,
+    LeftoverFault,
+    recover,
+    run_experiment,
+)
+
+__all__ = [
+    "FAULTS",
+    "Event",
+    "ExperimentReport",
+    "FaultLedger",
+    "LeftoverFault",
+    "recover",
+    "run_experiment",
+]

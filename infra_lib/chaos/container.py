@@ -1,0 +1,327 @@
+"""Container faults: pause, stop for a while, kill the main process.
+
+Each fault is recorded in a :class:`FaultLedger` before it is applied and
+cleared only once it is undone, so the ledger on disk is the truth about
+what may still be broken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infra_lib.errors import ConfigError, InfraError, ServiceUnavailable, StackError
+from infra_lib.stack.envfile import make_private_dirs, write_private_file
+
+if TYPE_CHECKING:
+    from python_on_whales import Container
+
+    from infra_lib.stack.compose import Stack
+
+#: The faults, with what each does to the service's container.
+FAULTS: dict[str, str] = {
+    "pause": "freeze every process of the container (docker pause); connections hang",
+    "stop": "stop the container (docker stop); connections are refused",
+    "kill": "SIGKILL the server process, as a crash would; the restart policy brings it back",
+}
+
+#: Longest experiment accepted: a typo in --duration should not freeze a service for a day.
+MAX_DURATION = 3600.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of an experiment's timeline, ``at`` seconds after the fault."""
+
+    at: float
+    kind: str
+    detail: str
+
+
+@dataclass
+class ExperimentReport:
+    """What one experiment did and what the probes saw."""
+
+    fault: str
+    service: str
+    duration: float
+    events: list[Event] = field(default_factory=list)
+    #: Whether the service answered its probe again after the rollback.
+    recovered: bool = False
+    #: A fault left by an earlier run that this run undid first, if any.
+    leftover: str | None = None
+
+    def first(self, kind: str) -> Event | None:
+        """The first event of ``kind``, if any."""
+        return next((e for e in self.events if e.kind == kind), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form, for ``--json``."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LeftoverFault:
+    """A fault as the ledger records it before it is applied."""
+
+    fault: str
+    service: str
+    container_id: str
+    project: str
+    started: str
+    runner_pid: int
+
+    def describe(self) -> str:
+        """One line for messages."""
+        return (
+            f"{self.fault} of {self.service} (container {self.container_id[:12]}, "
+            f"started {self.started} by process {self.runner_pid})"
+        )
+
+
+class FaultLedger:
+    """The file that records an applied fault until it is undone (mode 0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def record(self, fault: LeftoverFault) -> None:
+        """Write ``fault`` down; done before the fault is applied."""
+        make_private_dirs(self.path.parent)
+        write_private_file(self.path, json.dumps(asdict(fault), indent=2) + "\n")
+
+    def read(self) -> LeftoverFault | None:
+        """The recorded fault, or ``None`` when nothing is outstanding."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return LeftoverFault(**data)
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"the fault ledger {self.path} is unreadable ({exc}); check the stack with "
+                "`inv status` (`docker unpause`/`inv up` undo any fault), then delete the file"
+            ) from exc
+
+    def clear(self) -> None:
+        """Forget the fault; done only once it is undone."""
+        self.path.unlink(missing_ok=True)
+
+
+def _undo(stack: Stack, fault: LeftoverFault) -> str:
+    """Put the container back to running; say what was done."""
+    from python_on_whales.exceptions import NoSuchContainer
+
+    try:
+        container = stack.docker.container.inspect(fault.container_id)
+    except NoSuchContainer:
+        return "its container is gone; `inv up` makes a new one"
+    state = container.state
+    if state.paused:
+        stack.docker.container.unpause(container)
+        return "unpaused"
+    if not state.running:
+        stack.docker.container.start(container)
+        return "started"
+    return "already running"
+
+
+def recover(stack: Stack, ledger: FaultLedger) -> str | None:
+    """Undo a fault an earlier run left behind; a message, or ``None`` if there was none."""
+    leftover = ledger.read()
+    if leftover is None:
+        return None
+    if leftover.project != stack.project_name:
+        raise ConfigError(
+            f"the fault ledger {ledger.path} names project {leftover.project!r}, not "
+            f"{stack.project_name!r}; run with that project's env file"
+        )
+    done = _undo(stack, leftover)
+    ledger.clear()
+    return f"undid a fault left by an earlier run: {leftover.describe()}: {done}"
+
+
+def _kill(stack: Stack, container: Container) -> str:
+    """SIGKILL the container's main process from outside; fall back to ``docker kill``.
+
+    ``docker kill`` counts as a deliberate stop and the restart policy ignores
+    it; a crash does not. With the engine on this host the process is
+    killed by its host PID, which is what a crash looks like to Docker.
+    """
+    pid = int(container.state.pid or 0)
+    cgroup = Path(f"/proc/{pid}/cgroup")
+    try:
+        if pid > 0 and container.id in cgroup.read_text(encoding="utf-8"):
+            os.kill(pid, signal.SIGKILL)
+            return "server process killed (SIGKILL); the restart policy brings it back"
+    except OSError:
+        pass
+    stack.docker.container.kill(container)
+    return "docker kill (the engine is not on this host); the rollback starts it again"
+
+
+def _apply(stack: Stack, fault: str, container: Container) -> str:
+    if fault == "pause":
+        stack.docker.container.pause(container)
+        return "container paused"
+    if fault == "stop":
+        stack.docker.container.stop(container, time=10)
+        return "container stopped"
+    return _kill(stack, container)
+
+
+class _BoundedProbe:
+    """A probe that gives up after ``timeout`` even when the driver would not.
+
+    A paused server accepts the TCP connection and then says nothing; a
+    driver's own retries then hold a probe for many times its timeout. The
+    check runs in a daemon thread, and while one still hangs no second one
+    starts, so a long pause does not pile threads up.
+    """
+
+    def __init__(self, check: Callable[[], object], service: str, timeout: float) -> None:
+        self._check = check
+        self._service = service
+        self._timeout = timeout
+        self._pending: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._check()
+            self._error = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._error = exc
+
+    def __call__(self) -> None:
+        if self._pending is not None and self._pending.is_alive():
+            raise ServiceUnavailable(f"{self._service}: no answer yet", service=self._service)
+        self._error = None
+        self._pending = threading.Thread(target=self._run, daemon=True)
+        self._pending.start()
+        self._pending.join(self._timeout)
+        if self._pending.is_alive():
+            raise ServiceUnavailable(
+                f"{self._service} gave no answer within {self._timeout:g} s",
+                service=self._service,
+            )
+        if self._error is not None:
+            raise self._error
+
+
+def _prober(stack: Stack, service: str, timeout: float) -> Callable[[], None]:
+    """A function that raises when ``service`` does not answer within ``timeout``."""
+    from infra_lib.stack.probes import PROBES
+
+    check = PROBES.get(service)
+    if check is None:
+
+        def running() -> None:
+            # Published nowhere: its container's state is all there is to see.
+            state = stack.container(service).state
+            if not state.running or state.paused:
+                raise ServiceUnavailable(f"{service} is {state.status}", service=service)
+
+        return _BoundedProbe(running, service, timeout)
+    return _BoundedProbe(lambda: check(stack.settings, timeout=timeout), service, timeout)
+
+
+def run_experiment(
+    stack: Stack,
+    ledger: FaultLedger,
+    fault: str,
+    service: str,
+    *,
+    duration: float,
+    interval: float = 0.25,
+    recovery_timeout: float = 90.0,
+    on_event: Callable[[Event], None] | None = None,
+) -> ExperimentReport:
+    """Apply ``fault`` to ``service`` for ``duration`` seconds, probing it, then undo it.
+
+    A fault left by an earlier run is undone first. The rollback runs on
+    every way out (normal end, error, KeyboardInterrupt); if this process is
+    killed instead, the ledger keeps the fault for :func:`recover`.
+    """
+    if fault not in FAULTS:
+        raise ConfigError(f"unknown fault {fault!r}; use one of: {', '.join(FAULTS)}")
+    if not 0 < duration <= MAX_DURATION:
+        raise ConfigError(f"--duration must be between 0 and {MAX_DURATION:.0f} seconds")
+    report = ExperimentReport(fault, service, duration)
+    report.leftover = recover(stack, ledger)
+    container = stack.container(service)
+    if not container.state.running or container.state.paused:
+        raise StackError(
+            f"{service} is {container.state.status}, not running: start it with `inv up` "
+            "before an experiment"
+        )
+    check = _prober(stack, service, timeout=max(0.5, min(2.0, interval * 4)))
+    started = time.monotonic()
+
+    def note(kind: str, detail: str) -> None:
+        event = Event(round(time.monotonic() - started, 3), kind, detail)
+        report.events.append(event)
+        if on_event is not None:
+            on_event(event)
+
+    ledger.record(
+        LeftoverFault(
+            fault,
+            service,
+            str(container.id),
+            stack.project_name,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            os.getpid(),
+        )
+    )
+    try:
+        restarts = int(container.restart_count or 0)
+        note("applied", _apply(stack, fault, container))
+        failing = False
+        while time.monotonic() - started < duration:
+            failing = _watch(check, failing, note)
+            time.sleep(interval)
+        now = int(stack.docker.container.inspect(container.id).restart_count or 0)
+        if now > restarts:
+            note("restarted", f"by its restart policy ({now - restarts} time(s))")
+    finally:
+        note("rolled_back", _undo(stack, ledger.read() or _record_of(stack, fault, container)))
+        ledger.clear()
+    deadline = time.monotonic() + recovery_timeout
+    while True:
+        try:
+            check()
+        except (InfraError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                note("not_recovered", f"still failing after {recovery_timeout:.0f} s: {exc}")
+                return report
+            time.sleep(interval)
+            continue
+        report.recovered = True
+        note("recovered", "probe answered")
+        return report
+
+
+def _watch(check: Callable[[], None], failing: bool, note: Callable[[str, str], None]) -> bool:
+    """Probe once while the fault is on; note the first failure and each answer after one."""
+    try:
+        check()
+    except (InfraError, OSError) as exc:
+        if not failing:
+            note("probe_failed", str(exc).splitlines()[0])
+        return True
+    if failing:
+        note("probe_answered", "answered while the fault is on")
+    return False
+
+
+def _record_of(stack: Stack, fault: str, container: Container) -> LeftoverFault:
+    return LeftoverFault(fault, "", str(container.id), stack.project_name, "", os.getpid())
