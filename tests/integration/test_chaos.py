@@ -18,7 +18,10 @@ from infra_lib.stack.compose import Stack
 
 from .conftest import ROOT
 
-LEDGER = ROOT / "env" / "infra" / "chaos" / "active.json"
+
+def _ledger(stack: Stack) -> Path:
+    # Where the task keeps it: the project's env folder, whatever its name.
+    return ROOT / "env" / stack.project_name / "chaos" / "active.json"
 
 
 def _kinds(events: list[object]) -> list[str]:
@@ -98,7 +101,7 @@ def test_ctrl_c_rolls_the_fault_back(stack: Stack) -> None:
     assert child.returncode == 130, out
     assert "rolled back" in out
     assert _redis_state(stack) == (True, False)
-    assert not LEDGER.exists()
+    assert not _ledger(stack).exists()
 
 
 def test_a_fault_left_by_a_killed_run_is_undone_by_the_next(stack: Stack) -> None:
@@ -106,7 +109,7 @@ def test_a_fault_left_by_a_killed_run_is_undone_by_the_next(stack: Stack) -> Non
     child.kill()
     child.wait(timeout=30)
     assert _redis_state(stack) == (True, True)
-    assert LEDGER.exists()
+    assert _ledger(stack).exists()
     done = subprocess.run(
         [sys.executable, "-m", "invoke", "chaos", "--recover"],
         cwd=ROOT,
@@ -118,4 +121,4 @@ def test_a_fault_left_by_a_killed_run_is_undone_by_the_next(stack: Stack) -> Non
     assert done.returncode == 0, done.stdout + done.stderr
     assert "undid a fault left by an earlier run: pause of redis" in done.stdout
     assert _redis_state(stack) == (True, False)
-    assert not LEDGER.exists()
+    assert not _ledger(stack).exists()
