@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from infra_lib.manifest import Manifest, ServiceManifest
 from infra_lib.provisioning import read_service_env
@@ -106,7 +106,8 @@ def _redis_pubsub(target: SmokeTarget, service: str) -> Callable[[], str]:
         subscriber = _redis_client(env)
         publisher = _redis_client(env)
         channel = f"{_key_prefix(env)}{_tag()}:broadcast"
-        pubsub: Any = subscriber.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        # Any: redis-py typed pubsub() only in later releases; this reads the same on both.
+        pubsub: Any = cast("Any", subscriber).pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(channel)
             pubsub.get_message(timeout=TIMEOUT)  # the subscribe confirmation
