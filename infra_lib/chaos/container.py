@@ -272,16 +272,15 @@ def run_experiment(
         if on_event is not None:
             on_event(event)
 
-    ledger.record(
-        LeftoverFault(
-            fault,
-            service,
-            str(container.id),
-            stack.project_name,
-            datetime.now(UTC).isoformat(timespec="seconds"),
-            os.getpid(),
-        )
+    applied = LeftoverFault(
+        fault,
+        service,
+        str(container.id),
+        stack.project_name,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        os.getpid(),
     )
+    ledger.record(applied)
     try:
         restarts = int(container.restart_count or 0)
         note("applied", _apply(stack, fault, container))
@@ -293,7 +292,7 @@ def run_experiment(
         if now > restarts:
             note("restarted", f"by its restart policy ({now - restarts} time(s))")
     finally:
-        note("rolled_back", _undo(stack, ledger.read() or _record_of(stack, fault, container)))
+        note("rolled_back", _undo(stack, applied))
         ledger.clear()
     deadline = time.monotonic() + recovery_timeout
     while True:
@@ -321,7 +320,3 @@ def _watch(check: Callable[[], None], failing: bool, note: Callable[[str, str], 
     if failing:
         note("probe_answered", "answered while the fault is on")
     return False
-
-
-def _record_of(stack: Stack, fault: str, container: Container) -> LeftoverFault:
-    return LeftoverFault(fault, "", str(container.id), stack.project_name, "", os.getpid())
