@@ -25,10 +25,9 @@ Usage: scripts/offline-images.sh [--rebuild] [--verbose] [--help]
 Build the stand-in images for PostgreSQL, Redis, MinIO (and mc), LiveKit,
 coturn, the observability layer (VictoriaMetrics, vmalert, the PostgreSQL
 and Redis exporters, node-exporter, VictoriaLogs, an OpenTelemetry Collector,
-Jaeger) and
-the gateway (nginx) from Debian packages and pinned Go sources, then write
-.env.images at
-the repository root with POSTGRES_IMAGE=..., REDIS_IMAGE=... and so on.
+Jaeger), the gateway (nginx) and the failure experiments' TCP proxy
+(Toxiproxy) from Debian packages and pinned Go sources, then write
+.env.images at the repository root with POSTGRES_IMAGE=..., REDIS_IMAGE=... and so on.
 
 Each step is skipped when its result exists: a base image or stand-in tag
 (docker image inspect), a Go binary in the cache. Pinned versions and the
@@ -83,6 +82,9 @@ readonly JAEGER_MODULE=github.com/jaegertracing/jaeger
 readonly JAEGER_VERSION=v1.75.0
 # Gateway (compose/gateway.yaml, profile `gateway`): Debian's nginx.
 readonly NGINX_SERIES=1.22
+# Network faults (compose/chaos.yaml, profile `chaos`): server and CLI.
+readonly TOXIPROXY_MODULE=github.com/Shopify/toxiproxy/v2
+readonly TOXIPROXY_VERSION=v2.5.0
 
 readonly BASE_REPO=infra-lib-standin/base
 readonly STANDIN_REPO=infra-lib-standin
@@ -102,7 +104,7 @@ readonly DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # copy into the build context, and the .env.images variables that point at it.
 readonly IMAGES=(postgres redis coturn minio mc livekit-server
 	victoria-metrics vmalert postgres-exporter redis-exporter node-exporter
-	victoria-logs otelcol jaeger nginx)
+	victoria-logs otelcol jaeger nginx toxiproxy)
 declare -Ar TAG=(
 	[postgres]="$STANDIN_REPO/postgres:$POSTGRES_MAJOR-trixie-r$STANDIN_REV"
 	[redis]="$STANDIN_REPO/redis:$REDIS_SERIES-bookworm-r$STANDIN_REV"
@@ -119,6 +121,7 @@ declare -Ar TAG=(
 	[otelcol]="$STANDIN_REPO/otelcol:${OTELCOL_VERSION#v}-$OTELCOL_MANIFEST_SHA-r$STANDIN_REV"
 	[jaeger]="$STANDIN_REPO/jaeger-all-in-one:${JAEGER_VERSION#v}-r$STANDIN_REV"
 	[nginx]="$STANDIN_REPO/nginx:$NGINX_SERIES-bookworm-r$STANDIN_REV"
+	[toxiproxy]="$STANDIN_REPO/toxiproxy:${TOXIPROXY_VERSION#v}-r$STANDIN_REV"
 )
 declare -Ar SUITE=(
 	[postgres]=trixie [redis]=bookworm [coturn]=bookworm
@@ -126,11 +129,12 @@ declare -Ar SUITE=(
 	[victoria-metrics]=bookworm [vmalert]=bookworm
 	[postgres-exporter]=bookworm [redis-exporter]=bookworm [node-exporter]=bookworm
 	[victoria-logs]=bookworm [otelcol]=bookworm [jaeger]=bookworm
-	[nginx]=bookworm
+	[nginx]=bookworm [toxiproxy]=bookworm
 )
 declare -Ar GO_INPUTS=([minio]="minio mc" [mc]="mc" [livekit-server]="livekit-server"
 	[victoria-metrics]="victoria-metrics" [vmalert]="vmalert"
-	[victoria-logs]="victoria-logs" [otelcol]="otelcol" [jaeger]="jaeger-all-in-one")
+	[victoria-logs]="victoria-logs" [otelcol]="otelcol" [jaeger]="jaeger-all-in-one"
+	[toxiproxy]="toxiproxy toxiproxy-cli")
 declare -Ar ENV_VAR=(
 	[postgres]=POSTGRES_IMAGE [redis]=REDIS_IMAGE [coturn]=COTURN_IMAGE
 	[minio]=MINIO_IMAGE [mc]=MC_IMAGE [livekit-server]=LIVEKIT_IMAGE
@@ -138,12 +142,12 @@ declare -Ar ENV_VAR=(
 	[postgres-exporter]=POSTGRES_EXPORTER_IMAGE [redis-exporter]=REDIS_EXPORTER_IMAGE
 	[node-exporter]=NODE_EXPORTER_IMAGE
 	[victoria-logs]=VICTORIALOGS_IMAGE [otelcol]=OTELCOL_IMAGE [jaeger]=JAEGER_IMAGE
-	[nginx]=GATEWAY_IMAGE
+	[nginx]=GATEWAY_IMAGE [toxiproxy]=TOXIPROXY_IMAGE
 )
 
 # Go programs, in build order: name -> "module version binary-name".
 readonly GO_PROGRAMS=(minio mc livekit-server victoria-metrics vmalert
-	victoria-logs otelcol jaeger-all-in-one)
+	victoria-logs otelcol jaeger-all-in-one toxiproxy toxiproxy-cli)
 declare -Ar GO_PROGRAM=(
 	[minio]="$MINIO_MODULE $MINIO_MODULE_VERSION minio"
 	[mc]="$MC_MODULE $MC_MODULE_VERSION mc"
@@ -153,6 +157,8 @@ declare -Ar GO_PROGRAM=(
 	[victoria-logs]="$VL_MODULE/app/victoria-logs $VL_VERSION victoria-logs"
 	[otelcol]="$OTELCOL_BUILDER_MODULE $OTELCOL_VERSION-$OTELCOL_MANIFEST_SHA otelcol"
 	[jaeger-all-in-one]="$JAEGER_MODULE $JAEGER_VERSION jaeger-all-in-one"
+	[toxiproxy]="$TOXIPROXY_MODULE/cmd/server $TOXIPROXY_VERSION server"
+	[toxiproxy-cli]="$TOXIPROXY_MODULE/cmd/cli $TOXIPROXY_VERSION cli"
 )
 # How a program is built when it is not a plain `go install module@version`.
 declare -Ar GO_HOW=([otelcol]=builder [jaeger-all-in-one]=in-module)

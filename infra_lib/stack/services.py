@@ -147,6 +147,20 @@ PROFILE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
             profile="grafana",
         ),
     ),
+    "chaos": (
+        ServiceSpec(
+            "toxiproxy",
+            (
+                PublishedPort("TOXIPROXY_API_PORT", "tcp"),
+                PublishedPort("TOXIPROXY_POSTGRES_PORT", "tcp"),
+                PublishedPort("TOXIPROXY_REDIS_PORT", "tcp"),
+                PublishedPort("TOXIPROXY_MINIO_PORT", "tcp"),
+            ),
+            "http://127.0.0.1:{toxiproxy_api_port}/proxies (postgres :{toxiproxy_postgres_port}, "
+            "redis :{toxiproxy_redis_port}, minio :{toxiproxy_minio_port})",
+            profile="chaos",
+        ),
+    ),
     "gateway": (
         ServiceSpec(
             "gateway",

@@ -22,7 +22,7 @@ __all__ = ["KNOWN_PROFILES", "Port", "StackSettings", "load_stack_settings"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 #: Compose profiles of ``compose/*.yaml`` that ``INFRA_PROFILES`` may switch on.
-KNOWN_PROFILES: tuple[str, ...] = ("observability", "gateway", "grafana")
+KNOWN_PROFILES: tuple[str, ...] = ("observability", "gateway", "grafana", "chaos")
 
 # What VictoriaMetrics accepts for -retentionPeriod and Prometheus for intervals.
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
@@ -141,6 +141,13 @@ class StackSettings(BaseSettings):
     #: pulled, never run in this project's CI.
     grafana_image: str = "grafana/grafana-oss:12.2.0"
     grafana_port: Port = 3000
+
+    #: Failure experiments' TCP proxy (``compose/chaos.yaml``, profile ``chaos``).
+    toxiproxy_image: str = "ghcr.io/shopify/toxiproxy:2.5.0"
+    toxiproxy_api_port: Port = 8474
+    toxiproxy_postgres_port: Port = 15432
+    toxiproxy_redis_port: Port = 16379
+    toxiproxy_minio_port: Port = 19000
 
     #: Gateway (``compose/gateway.yaml``, profile ``gateway``).
     gateway_image: str = "nginx:1.28.0-alpine"

@@ -43,6 +43,7 @@ def test_top_level_compose_includes_every_service() -> None:
         *SERVICE_NAMES,
         "observability",
         "gateway",
+        "chaos",
         "grafana",
     ]
 
