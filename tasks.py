@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from infra_lib.smoke.runner import SmokeReport
     from infra_lib.stack.compose import ServiceStatus, Stack
     from infra_lib.stack.probes import ProbeResult
+    from infra_lib.stack.settings import StackSettings
 
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "infra.toml"
@@ -678,6 +679,7 @@ def _provision(
     storage: bool = True,
     secret_files: bool = False,
     rotate: bool = False,
+    through_proxy: bool = False,
 ) -> ProvisionReport:
     from infra_lib.gateway.layer import GatewayEnv, GatewayPaths, PublicUrls
     from infra_lib.gateway.layer import is_enabled as gateway_enabled
@@ -692,6 +694,9 @@ def _provision(
 
     plan = load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
     chosen = [plan.service(name) for name in services] if services else list(plan)
+    # The servers are the same either way; only where the env file (and this
+    # provisioning) reaches them changes.
+    backends = _proxied(stack.settings) if through_proxy else stack.settings
 
     def needed(backend: str) -> bool:
         # A target that has only some servers (a managed PostgreSQL, say) is
@@ -701,11 +706,9 @@ def _provision(
     return run_provision(
         plan,
         env_dir=_env_dir(stack.project_name),
-        postgres=PostgresConfig.from_stack(stack.settings)
-        if postgres and needed("postgres")
-        else None,
-        redis=RedisConfig.from_stack(stack.settings) if redis and needed("redis") else None,
-        storage=S3Config.from_stack(stack.settings) if storage and needed("storage") else None,
+        postgres=PostgresConfig.from_stack(backends) if postgres and needed("postgres") else None,
+        redis=RedisConfig.from_stack(backends) if redis and needed("redis") else None,
+        storage=S3Config.from_stack(backends) if storage and needed("storage") else None,
         livekit=LiveKitConfig.from_stack(stack.settings) if needed("livekit") else None,
         otlp=OtlpEndpoints.from_stack(stack.settings) if is_enabled(stack.settings) else None,
         services=services,
@@ -719,6 +722,26 @@ def _provision(
         secret_files=secret_files,
         rotate=rotate,
     )
+
+
+def _proxied(settings: StackSettings) -> StackSettings:
+    """``settings`` with PostgreSQL, Redis and MinIO reached through the chaos proxy."""
+    from infra_lib.chaos import proxied_settings
+
+    if "chaos" not in settings.profiles:
+        raise Exit(
+            "--through-proxy needs the failure experiments' proxy: `inv up --with chaos` first",
+            2,
+        )
+    if settings.postgres_host or settings.redis_host:
+        raise Exit(
+            "--through-proxy: the proxy sits in front of this stack's own servers, and "
+            "POSTGRES_HOST/REDIS_HOST point elsewhere",
+            2,
+        )
+    for backend in ("postgres", "redis", "minio"):
+        settings = proxied_settings(settings, backend)
+    return settings
 
 
 def _report_table(report: ProvisionReport) -> None:
@@ -742,7 +765,6 @@ def _report_table(report: ProvisionReport) -> None:
 
 
 @task(
-    iterable=["service"],
     help={
         "service": "Provision only this service (repeatable). Default: every service.",
         "dry-run": "Show the plan; change nothing.",
@@ -752,7 +774,11 @@ def _report_table(report: ProvisionReport) -> None:
         "another checkout (also INFRA_ALLOW_FOREIGN_PROJECT=1).",
         "secret-files": "Also write each service's secrets as a folder of files, one per "
         "variable (env/<project>/<service>.secrets/), for platforms that mount secrets as files.",
+        "through-proxy": "Provision this service (repeatable) with its env file pointing at "
+        "the chaos layer's proxy for PostgreSQL, Redis and MinIO, so `inv chaos` network "
+        "faults reach it. `inv provision --service NAME` points it back.",
     },
+    iterable=["service", "through_proxy"],
 )
 def provision(
     c: Context,
@@ -762,13 +788,38 @@ def provision(
     env_file: str | None = None,
     allow_foreign_project: bool = False,
     secret_files: bool = False,
+    through_proxy: list[str] | None = None,
 ) -> None:
-    """Create each service's database, role, Redis DB and storage user; write its env file."""
+    """Create each service's database, role, Redis DB and storage user; write its env file.
+
+    With --through-proxy NAME, NAME's env file reaches PostgreSQL, Redis and
+    MinIO through the failure experiments' proxy (`inv up --with chaos`).
+    """
     from infra_lib.gateway.layer import is_enabled as gateway_enabled
     from infra_lib.observability.layer import is_enabled
 
     with _errors():
         stack = _stack(env_file, allow_foreign=allow_foreign_project)
+        if through_proxy:
+            both = sorted(set(service or ()) & set(through_proxy))
+            if both:
+                raise Exit(
+                    f"{', '.join(both)}: give a service to --service or to "
+                    "--through-proxy, not both",
+                    2,
+                )
+            _report_table(
+                _provision(
+                    stack,
+                    through_proxy,
+                    dry_run=dry_run,
+                    manifest=manifest,
+                    secret_files=secret_files,
+                    through_proxy=True,
+                )
+            )
+            if not service:
+                return
         report = _provision(
             stack, service, dry_run=dry_run, manifest=manifest, secret_files=secret_files
         )
@@ -1106,9 +1157,15 @@ def _smoke_table(report: SmokeReport) -> None:
 
 @task(
     help={
-        "fault": "pause, stop or kill (see below).",
-        "service": "The service whose container gets the fault, e.g. redis.",
+        "fault": "pause, stop, kill (its container) or latency, bandwidth, timeout, reset, "
+        "cut (the network to it; see below).",
+        "service": "The service that gets the fault, e.g. redis.",
         "duration": "Seconds the fault stays on before it is rolled back (default 5).",
+        "latency-ms": "latency: delay added to every answer (default 500).",
+        "jitter-ms": "latency: random spread around it (default 0).",
+        "rate-kbps": "bandwidth: KB/s the service may send (default 16).",
+        "after-ms": "timeout/reset: ms before the connection is closed/reset "
+        "(default 0: timeout never closes, reset at once).",
         "recover": "Only undo a fault an earlier run left behind, then exit.",
         "json": "Print the report as JSON (for CI) instead of a timeline.",
         "env-file": "Use this env file instead of .env.",
@@ -1119,15 +1176,23 @@ def chaos(
     fault: str | None = None,
     service: str | None = None,
     duration: float = 5.0,
+    latency_ms: int = 500,
+    jitter_ms: int = 0,
+    rate_kbps: int = 16,
+    after_ms: int = 0,
     recover: bool = False,
     json: bool = False,
     env_file: str | None = None,
 ) -> None:
-    """Failure experiment: apply a fault to one service's container, watch it, roll it back.
+    """Failure experiment: apply a fault to one service, watch it, roll it back.
 
-    pause freezes the container (clients hang), stop stops it (clients are
-    refused), kill crashes its server process (the restart policy brings it
-    back). The service is probed over its own protocol throughout; the
+    Container faults: pause freezes the container (clients hang), stop stops
+    it (clients are refused), kill crashes its server process (the restart
+    policy brings it back). Network faults act on the proxy in front of
+    postgres, redis or minio (`inv up --with chaos`), so only clients routed
+    through it see them: latency, bandwidth, timeout (data stops), reset
+    (TCP RST), cut (proxy off). The service is probed over its own protocol
+    (through the proxy for a network fault) throughout; the
     timeline shows when the fault went on, the first failed probe, the
     rollback and the recovery. The rollback runs on normal end, on error and
     on Ctrl-C; a fault left by a run that was killed is undone by the next
@@ -1136,7 +1201,7 @@ def chaos(
     """
     import json as json_module
 
-    from infra_lib.chaos import FAULTS, FaultLedger, run_experiment
+    from infra_lib.chaos import FAULTS, FaultLedger, NetworkParams, run_experiment
     from infra_lib.chaos import recover as undo_leftover
 
     with _errors():
@@ -1160,7 +1225,15 @@ def chaos(
         if not json:
             print(f"{fault} {service} for {duration:g} s: {FAULTS.get(fault, '?')}")
         try:
-            report = run_experiment(stack, ledger, fault, service, duration=duration, on_event=show)
+            report = run_experiment(
+                stack,
+                ledger,
+                fault,
+                service,
+                duration=duration,
+                network=NetworkParams(latency_ms, jitter_ms, rate_kbps, after_ms),
+                on_event=show,
+            )
         except KeyboardInterrupt:
             raise Exit("interrupted: the fault was rolled back", code=130) from None
         if json:

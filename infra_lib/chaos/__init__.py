@@ -1,6 +1,7 @@
 """Failure experiments on the stack's own containers, always rolled back.
 
-An experiment applies one fault to one service's container for a while,
+An experiment applies one fault to one service's container, or to the
+network path to it (through the ``chaos`` profile's proxy), for a while,
 probes the service over its own protocol the whole time, and undoes the
 fault at the end: on normal end, on error and on Ctrl-C. The fault is
 written to a ledger before it is applied, so one left behind by a run that
@@ -8,6 +9,7 @@ died (SIGKILL, a lost terminal) is found and undone by the next run.
 """
 
 from infra_lib.chaos.container import (
+    CONTAINER_FAULTS,
     FAULTS,
     Event,
     ExperimentReport,
@@ -16,13 +18,19 @@ from infra_lib.chaos.container import (
     recover,
     run_experiment,
 )
+from infra_lib.chaos.network import NETWORK_FAULTS, NetworkParams, Toxiproxy, proxied_settings
 
 __all__ = [
+    "CONTAINER_FAULTS",
     "FAULTS",
+    "NETWORK_FAULTS",
     "Event",
     "ExperimentReport",
     "FaultLedger",
     "LeftoverFault",
+    "NetworkParams",
+    "Toxiproxy",
+    "proxied_settings",
     "recover",
     "run_experiment",
 ]

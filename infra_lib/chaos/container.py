@@ -1,8 +1,9 @@
-"""Container faults: pause, stop for a while, kill the main process.
+"""Experiments: container faults (pause, stop, kill) and network faults.
 
-Each fault is recorded in a :class:`FaultLedger` before it is applied and
-cleared only once it is undone, so the ledger on disk is the truth about
-what may still be broken.
+The network faults themselves live in :mod:`infra_lib.chaos.network`; this
+module runs either kind the same way. Each fault is recorded in a
+:class:`FaultLedger` before it is applied and cleared only once it is undone,
+so the ledger on disk is the truth about what may still be broken.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infra_lib.chaos.network import (
+    NETWORK_FAULTS,
+    NetworkParams,
+    Toxiproxy,
+    apply_network_fault,
+    proxied_settings,
+    undo_network_fault,
+)
 from infra_lib.errors import ConfigError, InfraError, ServiceUnavailable, StackError
 from infra_lib.stack.envfile import make_private_dirs, write_private_file
 
@@ -25,13 +34,20 @@ if TYPE_CHECKING:
     from python_on_whales import Container
 
     from infra_lib.stack.compose import Stack
+    from infra_lib.stack.settings import StackSettings
 
-#: The faults, with what each does to the service's container.
-FAULTS: dict[str, str] = {
+#: The container faults, with what each does to the service's container.
+CONTAINER_FAULTS: dict[str, str] = {
     "pause": "freeze every process of the container (docker pause); connections hang",
     "stop": "stop the container (docker stop); connections are refused",
     "kill": "SIGKILL the server process, as a crash would; the restart policy brings it back",
 }
+
+#: Every fault: the container faults, then the network faults.
+FAULTS: dict[str, str] = {**CONTAINER_FAULTS, **NETWORK_FAULTS}
+
+#: The proxy's service in compose/chaos.yaml (profile ``chaos``).
+PROXY_SERVICE = "toxiproxy"
 
 #: Longest experiment accepted: a typo in --duration should not freeze a service for a day.
 MAX_DURATION = 3600.0
@@ -117,9 +133,11 @@ class FaultLedger:
 
 
 def _undo(stack: Stack, fault: LeftoverFault) -> str:
-    """Put the container back to running; say what was done."""
+    """Put the container (or the proxy) back as it was; say what was done."""
     from python_on_whales.exceptions import NoSuchContainer
 
+    if fault.fault in NETWORK_FAULTS:
+        return _undo_network(stack, fault)
     try:
         container = stack.docker.container.inspect(fault.container_id)
     except NoSuchContainer:
@@ -132,6 +150,22 @@ def _undo(stack: Stack, fault: LeftoverFault) -> str:
         stack.docker.container.start(container)
         return "started"
     return "already running"
+
+
+def _undo_network(stack: Stack, fault: LeftoverFault) -> str:
+    from python_on_whales.exceptions import NoSuchContainer
+
+    try:
+        return undo_network_fault(Toxiproxy.from_settings(stack.settings), fault.service)
+    except ServiceUnavailable:
+        try:
+            state = stack.docker.container.inspect(fault.container_id).state
+        except NoSuchContainer:
+            return "the proxy's container is gone; a new one starts with no fault"
+        if state.running and not state.paused:
+            raise
+        # Its proxies come from a file at start: a stopped proxy holds no fault.
+        return f"the proxy is {state.status}; it starts again with no fault"
 
 
 def recover(stack: Stack, ledger: FaultLedger) -> str | None:
@@ -168,7 +202,12 @@ def _kill(stack: Stack, container: Container) -> str:
     return "docker kill (the engine is not on this host); the rollback starts it again"
 
 
-def _apply(stack: Stack, fault: str, container: Container) -> str:
+def _apply(
+    stack: Stack, fault: str, service: str, container: Container, network: NetworkParams
+) -> str:
+    if fault in NETWORK_FAULTS:
+        api = Toxiproxy.from_settings(stack.settings)
+        return apply_network_fault(api, fault, service, network)
     if fault == "pause":
         stack.docker.container.pause(container)
         return "container paused"
@@ -217,8 +256,13 @@ class _BoundedProbe:
             raise self._error
 
 
-def _prober(stack: Stack, service: str, timeout: float) -> Callable[[], None]:
-    """A function that raises when ``service`` does not answer within ``timeout``."""
+def _prober(
+    stack: Stack, service: str, timeout: float, settings: StackSettings | None = None
+) -> Callable[[], None]:
+    """A function that raises when ``service`` does not answer within ``timeout``.
+
+    ``settings`` says where to reach it (the proxy's port for a network fault).
+    """
     from infra_lib.stack.probes import PROBES
 
     check = PROBES.get(service)
@@ -231,7 +275,8 @@ def _prober(stack: Stack, service: str, timeout: float) -> Callable[[], None]:
                 raise ServiceUnavailable(f"{service} is {state.status}", service=service)
 
         return _BoundedProbe(running, service, timeout)
-    return _BoundedProbe(lambda: check(stack.settings, timeout=timeout), service, timeout)
+    where = settings or stack.settings
+    return _BoundedProbe(lambda: check(where, timeout=timeout), service, timeout)
 
 
 def run_experiment(
@@ -243,11 +288,15 @@ def run_experiment(
     duration: float,
     interval: float = 0.25,
     recovery_timeout: float = 90.0,
+    network: NetworkParams | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> ExperimentReport:
     """Apply ``fault`` to ``service`` for ``duration`` seconds, probing it, then undo it.
 
-    A fault left by an earlier run is undone first. The rollback runs on
+    A network fault acts on the proxy in front of ``service`` (``network``
+    holds its values) and the probe goes through that proxy, as a client
+    routed through it would; a container fault acts on ``service``'s own
+    container. A fault left by an earlier run is undone first. The rollback runs on
     every way out (normal end, error, KeyboardInterrupt); if this process is
     killed instead, the ledger keeps the fault for :func:`recover`.
     """
@@ -255,15 +304,15 @@ def run_experiment(
         raise ConfigError(f"unknown fault {fault!r}; use one of: {', '.join(FAULTS)}")
     if not 0 < duration <= MAX_DURATION:
         raise ConfigError(f"--duration must be between 0 and {MAX_DURATION:.0f} seconds")
+    network = network or NetworkParams()
+    settings = None
+    if fault in NETWORK_FAULTS:
+        network.check()
+        settings = proxied_settings(stack.settings, service)
     report = ExperimentReport(fault, service, duration)
     report.leftover = recover(stack, ledger)
-    container = stack.container(service)
-    if not container.state.running or container.state.paused:
-        raise StackError(
-            f"{service} is {container.state.status}, not running: start it with `inv up` "
-            "before an experiment"
-        )
-    check = _prober(stack, service, timeout=max(0.5, min(2.0, interval * 4)))
+    container = _target(stack, fault, service)
+    check = _prober(stack, service, timeout=max(0.5, min(2.0, interval * 4)), settings=settings)
     started = time.monotonic()
 
     def note(kind: str, detail: str) -> None:
@@ -283,7 +332,7 @@ def run_experiment(
     ledger.record(applied)
     try:
         restarts = int(container.restart_count or 0)
-        note("applied", _apply(stack, fault, container))
+        note("applied", _apply(stack, fault, service, container, network))
         failing = False
         while time.monotonic() - started < duration:
             failing = _watch(check, failing, note)
@@ -307,6 +356,27 @@ def run_experiment(
         report.recovered = True
         note("recovered", "probe answered")
         return report
+
+
+def _target(stack: Stack, fault: str, service: str) -> Container:
+    """The running container the fault goes on: the service's, or the proxy's."""
+    name = PROXY_SERVICE if fault in NETWORK_FAULTS else service
+    try:
+        container = stack.container(name)
+    except StackError:
+        if name != PROXY_SERVICE:
+            raise
+        raise StackError(
+            "network faults go through the proxy, which is not running: start it with "
+            "`inv up --with chaos`"
+        ) from None
+    if not container.state.running or container.state.paused:
+        up = "`inv up --with chaos`" if name == PROXY_SERVICE else "`inv up`"
+        raise StackError(
+            f"{name} is {container.state.status}, not running: start it with {up} "
+            "before an experiment"
+        )
+    return container
 
 
 def _watch(check: Callable[[], None], failing: bool, note: Callable[[str, str], None]) -> bool:

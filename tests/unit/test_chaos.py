@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
-from infra_lib.chaos import FaultLedger, LeftoverFault, run_experiment
+from infra_lib.chaos import (
+    FAULTS,
+    NETWORK_FAULTS,
+    FaultLedger,
+    LeftoverFault,
+    NetworkParams,
+    proxied_settings,
+    run_experiment,
+)
 from infra_lib.errors import ConfigError
+from infra_lib.stack.settings import StackSettings, load_stack_settings
 
 
 def test_the_ledger_is_private_and_round_trips(tmp_path: Path) -> None:
@@ -43,3 +52,79 @@ def test_bad_arguments_are_refused_before_anything_is_touched(
     stack: Any = None
     with pytest.raises(ConfigError, match=message):
         run_experiment(stack, FaultLedger(tmp_path / "l.json"), fault, "redis", duration=duration)
+
+
+def _settings(tmp_path: Path) -> StackSettings:
+    env = tmp_path / ".env"
+    env.write_text("")
+    return load_stack_settings(env, environ={"TOXIPROXY_POSTGRES_PORT": "25432"})
+
+
+def test_a_client_routed_through_the_proxy_gets_its_port(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    routed = proxied_settings(settings, "postgres")
+    assert routed.postgres_port == 25432
+    assert routed.redis_port == settings.redis_port
+    with pytest.raises(ConfigError, match="'livekit' has none"):
+        proxied_settings(settings, "livekit")
+
+
+@pytest.mark.parametrize(
+    ("fault", "toxic"),
+    [
+        ("latency", ("latency", {"latency": 250, "jitter": 20})),
+        ("bandwidth", ("bandwidth", {"rate": 8})),
+        ("timeout", ("timeout", {"timeout": 100})),
+        ("reset", ("reset_peer", {"timeout": 100})),
+        ("cut", None),
+    ],
+)
+def test_each_network_fault_is_one_toxic_or_the_proxy_off(fault: str, toxic: object) -> None:
+    params = NetworkParams(latency_ms=250, jitter_ms=20, rate_kbps=8, after_ms=100)
+    assert params.toxic(fault) == toxic
+    assert set(NETWORK_FAULTS) <= set(FAULTS)
+
+
+@pytest.mark.parametrize(
+    ("params", "flag"),
+    [
+        (NetworkParams(latency_ms=-1), "--latency-ms"),
+        (NetworkParams(jitter_ms=10**9), "--jitter-ms"),
+        (NetworkParams(after_ms=-5), "--after-ms"),
+        (NetworkParams(rate_kbps=0), "--rate-kbps"),
+    ],
+)
+def test_network_values_nobody_means_are_refused_before_anything_is_touched(
+    tmp_path: Path, params: NetworkParams, flag: str
+) -> None:
+    stack: Any = None
+    with pytest.raises(ConfigError, match=flag):
+        run_experiment(
+            stack,
+            FaultLedger(tmp_path / "l.json"),
+            "latency",
+            "postgres",
+            duration=1,
+            network=params,
+        )
+
+
+def test_through_proxy_needs_the_chaos_layer_and_the_stacks_own_servers(
+    tmp_path: Path,
+) -> None:
+    from invoke.exceptions import Exit
+
+    import tasks
+
+    off = _settings(tmp_path)
+    with pytest.raises(Exit, match="`inv up --with chaos` first"):
+        tasks._proxied(off)
+    managed = off.model_copy(update={"infra_profiles": "chaos", "postgres_host": "db.example"})
+    with pytest.raises(Exit, match="POSTGRES_HOST"):
+        tasks._proxied(managed)
+    routed = tasks._proxied(off.model_copy(update={"infra_profiles": "chaos"}))
+    assert (routed.postgres_port, routed.redis_port, routed.minio_api_port) == (
+        25432,
+        off.toxiproxy_redis_port,
+        off.toxiproxy_minio_port,
+    )
