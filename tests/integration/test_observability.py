@@ -192,12 +192,16 @@ def test_a_nearly_full_volume_fires_the_disk_alert(
             volumes=[(f"{layer.project_name}_{volume}", "/v")],
             remove=True,
         )
-        free = _until(
-            "the probe volume's free space",
-            lambda: store.query(f'node_filesystem_avail_bytes{{mountpoint="{mountpoint}"}}'),
+        # The first sample may be a scrape from before the fill: wait for one after it.
+        _until(
+            "the probe volume's free space under 10 % in a scrape",
+            lambda: [
+                s
+                for s in store.query(f'node_filesystem_avail_bytes{{mountpoint="{mountpoint}"}}')
+                if s.value < 0.1 * 4 * 1024 * 1024
+            ],
             timeout=60,
         )
-        assert free[0].value < 0.1 * 4 * 1024 * 1024
         alert = _until(
             "VolumeDiskNearlyFull firing for the probe volume",
             lambda: [
