@@ -1157,8 +1157,9 @@ def _smoke_table(report: SmokeReport) -> None:
 
 @task(
     help={
-        "fault": "pause, stop, kill (its container) or latency, bandwidth, timeout, reset, "
-        "cut (the network to it; see below).",
+        "fault": "pause, stop, kill, restart, restart-loop (its container); latency, "
+        "bandwidth, timeout, reset, cut (the network to it); cpu-limit, memory-limit, "
+        "cpu-burn, memory-pressure (its resources). See below.",
         "service": "The service that gets the fault, e.g. redis.",
         "duration": "Seconds the fault stays on before it is rolled back (default 5).",
         "latency-ms": "latency: delay added to every answer (default 500).",
@@ -1166,6 +1167,12 @@ def _smoke_table(report: SmokeReport) -> None:
         "rate-kbps": "bandwidth: KB/s the service may send (default 16).",
         "after-ms": "timeout/reset: ms before the connection is closed/reset "
         "(default 0: timeout never closes, reset at once).",
+        "cpus": "cpu-limit: CPUs the container may use (default 0.2).",
+        "memory-mb": "memory-limit: the cap; memory-pressure: MB held inside (default 256).",
+        "workers": "cpu-burn: busy loops inside the container (default 1).",
+        "every": "restart-loop: seconds between kills (default 5).",
+        "yes-production": "Run even though the stack does not look local (a remote "
+        "DOCKER_HOST, servers outside the stack).",
         "recover": "Only undo a fault an earlier run left behind, then exit.",
         "json": "Print the report as JSON (for CI) instead of a timeline.",
         "env-file": "Use this env file instead of .env.",
@@ -1180,6 +1187,11 @@ def chaos(
     jitter_ms: int = 0,
     rate_kbps: int = 16,
     after_ms: int = 0,
+    cpus: float = 0.2,
+    memory_mb: int = 256,
+    workers: int = 1,
+    every: float = 5.0,
+    yes_production: bool = False,
     recover: bool = False,
     json: bool = False,
     env_file: str | None = None,
@@ -1188,7 +1200,10 @@ def chaos(
 
     Container faults: pause freezes the container (clients hang), stop stops
     it (clients are refused), kill crashes its server process (the restart
-    policy brings it back). Network faults act on the proxy in front of
+    policy brings it back), restart restarts it cleanly, restart-loop crashes
+    it every --every seconds. Resource faults lower its CPU or memory limit in
+    place (docker update) or run a CPU burn or a memory holder inside it.
+    Network faults act on the proxy in front of
     postgres, redis or minio (`inv up --with chaos`), so only clients routed
     through it see them: latency, bandwidth, timeout (data stops), reset
     (TCP RST), cut (proxy off). The service is probed over its own protocol
@@ -1201,7 +1216,14 @@ def chaos(
     """
     import json as json_module
 
-    from infra_lib.chaos import FAULTS, FaultLedger, NetworkParams, run_experiment
+    from infra_lib.chaos import (
+        FAULTS,
+        FaultLedger,
+        NetworkParams,
+        ResourceParams,
+        require_local,
+        run_experiment,
+    )
     from infra_lib.chaos import recover as undo_leftover
 
     with _errors():
@@ -1217,6 +1239,8 @@ def chaos(
                 f"faults: {', '.join(FAULTS)}",
                 2,
             )
+        # An undo (--recover) is always allowed; a new fault only on a local stack.
+        require_local(stack.settings, os.environ, yes_production=yes_production)
 
         def show(event: Any) -> None:
             if not json:
@@ -1232,6 +1256,8 @@ def chaos(
                 service,
                 duration=duration,
                 network=NetworkParams(latency_ms, jitter_ms, rate_kbps, after_ms),
+                resources=ResourceParams(cpus, memory_mb, workers),
+                every=every,
                 on_event=show,
             )
         except KeyboardInterrupt:

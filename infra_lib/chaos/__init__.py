@@ -1,7 +1,8 @@
 """Failure experiments on the stack's own containers, always rolled back.
 
-An experiment applies one fault to one service's container, or to the
-network path to it (through the ``chaos`` profile's proxy), for a while,
+An experiment applies one fault to one service's container (a crash, a
+pause, lower CPU or memory limits, load inside it), or to the network path
+to it (through the ``chaos`` profile's proxy), for a while,
 probes the service over its own protocol the whole time, and undoes the
 fault at the end: on normal end, on error and on Ctrl-C. The fault is
 written to a ledger before it is applied, so one left behind by a run that
@@ -15,22 +16,29 @@ from infra_lib.chaos.container import (
     ExperimentReport,
     FaultLedger,
     LeftoverFault,
+    not_local,
     recover,
+    require_local,
     run_experiment,
 )
 from infra_lib.chaos.network import NETWORK_FAULTS, NetworkParams, Toxiproxy, proxied_settings
+from infra_lib.chaos.resources import RESOURCE_FAULTS, ResourceParams
 
 __all__ = [
     "CONTAINER_FAULTS",
     "FAULTS",
     "NETWORK_FAULTS",
+    "RESOURCE_FAULTS",
     "Event",
     "ExperimentReport",
     "FaultLedger",
     "LeftoverFault",
     "NetworkParams",
+    "ResourceParams",
     "Toxiproxy",
+    "not_local",
     "proxied_settings",
     "recover",
+    "require_local",
     "run_experiment",
 ]

@@ -1,7 +1,8 @@
-"""Experiments: container faults (pause, stop, kill) and network faults.
+"""Experiments: container, network and resource faults.
 
-The network faults themselves live in :mod:`infra_lib.chaos.network`; this
-module runs either kind the same way. Each fault is recorded in a
+The network faults live in :mod:`infra_lib.chaos.network` and the resource
+faults in :mod:`infra_lib.chaos.resources`; this module runs every kind the
+same way. Each fault is recorded in a
 :class:`FaultLedger` before it is applied and cleared only once it is undone,
 so the ledger on disk is the truth about what may still be broken.
 """
@@ -13,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,13 @@ from infra_lib.chaos.network import (
     apply_network_fault,
     proxied_settings,
     undo_network_fault,
+)
+from infra_lib.chaos.resources import (
+    RESOURCE_FAULTS,
+    ResourceParams,
+    apply_resource_fault,
+    prepare_resource_fault,
+    undo_resource_fault,
 )
 from infra_lib.errors import ConfigError, InfraError, ServiceUnavailable, StackError
 from infra_lib.stack.envfile import make_private_dirs, write_private_file
@@ -41,10 +49,13 @@ CONTAINER_FAULTS: dict[str, str] = {
     "pause": "freeze every process of the container (docker pause); connections hang",
     "stop": "stop the container (docker stop); connections are refused",
     "kill": "SIGKILL the server process, as a crash would; the restart policy brings it back",
+    "restart": "restart the container (docker restart): a clean stop, then a start",
+    "restart-loop": "SIGKILL the server process every --every seconds; the restart "
+    "policy brings it back each time, slower each time",
 }
 
-#: Every fault: the container faults, then the network faults.
-FAULTS: dict[str, str] = {**CONTAINER_FAULTS, **NETWORK_FAULTS}
+#: Every fault: container, network, then resource faults.
+FAULTS: dict[str, str] = {**CONTAINER_FAULTS, **NETWORK_FAULTS, **RESOURCE_FAULTS}
 
 #: The proxy's service in compose/chaos.yaml (profile ``chaos``).
 PROXY_SERVICE = "toxiproxy"
@@ -94,6 +105,8 @@ class LeftoverFault:
     project: str
     started: str
     runner_pid: int
+    #: What the rollback needs beyond the container (a resource fault's old limits).
+    undo: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line for messages."""
@@ -138,6 +151,8 @@ def _undo(stack: Stack, fault: LeftoverFault) -> str:
 
     if fault.fault in NETWORK_FAULTS:
         return _undo_network(stack, fault)
+    if fault.fault in RESOURCE_FAULTS:
+        return undo_resource_fault(stack, fault.fault, fault.container_id, fault.undo)
     try:
         container = stack.docker.container.inspect(fault.container_id)
     except NoSuchContainer:
@@ -202,18 +217,36 @@ def _kill(stack: Stack, container: Container) -> str:
     return "docker kill (the engine is not on this host); the rollback starts it again"
 
 
-def _apply(
-    stack: Stack, fault: str, service: str, container: Container, network: NetworkParams
-) -> str:
+@dataclass(frozen=True)
+class _Knobs:
+    network: NetworkParams
+    resources: ResourceParams
+    duration: float
+
+
+def _apply(stack: Stack, fault: str, service: str, container: Container, knobs: _Knobs) -> str:
     if fault in NETWORK_FAULTS:
         api = Toxiproxy.from_settings(stack.settings)
-        return apply_network_fault(api, fault, service, network)
+        return apply_network_fault(api, fault, service, knobs.network)
+    if fault in RESOURCE_FAULTS:
+        return apply_resource_fault(stack, fault, container, knobs.resources, knobs.duration)
+    if fault == "restart":
+        stack.docker.container.restart(container, time=10)
+        return "container restarted"
     if fault == "pause":
         stack.docker.container.pause(container)
         return "container paused"
     if fault == "stop":
         stack.docker.container.stop(container, time=10)
         return "container stopped"
+    return _kill(stack, container)
+
+
+def _kill_again(stack: Stack, container_id: str) -> str:
+    """The next kill of a restart loop, once the restart policy has brought it back."""
+    container = stack.docker.container.inspect(container_id)
+    if not container.state.running:
+        return f"not killed again: still {container.state.status} (the restart policy waits)"
     return _kill(stack, container)
 
 
@@ -289,6 +322,8 @@ def run_experiment(
     interval: float = 0.25,
     recovery_timeout: float = 90.0,
     network: NetworkParams | None = None,
+    resources: ResourceParams | None = None,
+    every: float = 5.0,
     on_event: Callable[[Event], None] | None = None,
 ) -> ExperimentReport:
     """Apply ``fault`` to ``service`` for ``duration`` seconds, probing it, then undo it.
@@ -296,7 +331,9 @@ def run_experiment(
     A network fault acts on the proxy in front of ``service`` (``network``
     holds its values) and the probe goes through that proxy, as a client
     routed through it would; a container fault acts on ``service``'s own
-    container. A fault left by an earlier run is undone first. The rollback runs on
+    container; a resource fault changes its limits (``resources``) or loads
+    it; ``restart-loop`` kills its server every ``every`` seconds. A fault
+    left by an earlier run is undone first. The rollback runs on
     every way out (normal end, error, KeyboardInterrupt); if this process is
     killed instead, the ledger keeps the fault for :func:`recover`.
     """
@@ -305,13 +342,19 @@ def run_experiment(
     if not 0 < duration <= MAX_DURATION:
         raise ConfigError(f"--duration must be between 0 and {MAX_DURATION:.0f} seconds")
     network = network or NetworkParams()
+    resources = resources or ResourceParams()
     settings = None
     if fault in NETWORK_FAULTS:
         network.check()
         settings = proxied_settings(stack.settings, service)
+    if fault in RESOURCE_FAULTS:
+        resources.check()
+    if fault == "restart-loop" and not 1 <= every <= duration:
+        raise ConfigError(f"--every must be between 1 s and --duration ({duration:g} s)")
     report = ExperimentReport(fault, service, duration)
     report.leftover = recover(stack, ledger)
     container = _target(stack, fault, service)
+    undo = prepare_resource_fault(stack, fault, container) if fault in RESOURCE_FAULTS else {}
     check = _prober(stack, service, timeout=max(0.5, min(2.0, interval * 4)), settings=settings)
     started = time.monotonic()
 
@@ -328,14 +371,20 @@ def run_experiment(
         stack.project_name,
         datetime.now(UTC).isoformat(timespec="seconds"),
         os.getpid(),
+        undo,
     )
     ledger.record(applied)
     try:
         restarts = int(container.restart_count or 0)
-        note("applied", _apply(stack, fault, service, container, network))
+        knobs = _Knobs(network, resources, duration)
+        note("applied", _apply(stack, fault, service, container, knobs))
         failing = False
+        next_kill = every
         while time.monotonic() - started < duration:
             failing = _watch(check, failing, note)
+            if fault == "restart-loop" and time.monotonic() - started >= next_kill:
+                next_kill += every
+                note("applied", _kill_again(stack, container.id))
             time.sleep(interval)
         now = int(stack.docker.container.inspect(container.id).restart_count or 0)
         if now > restarts:
@@ -356,6 +405,61 @@ def run_experiment(
         report.recovered = True
         note("recovered", "probe answered")
         return report
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    # All interfaces is how a developer shares a stack on a LAN, still theirs.
+    return address.is_loopback or address.is_unspecified
+
+
+def not_local(settings: StackSettings, environ: Mapping[str, str]) -> list[str]:
+    """Why this stack may not be a local one; empty when it is.
+
+    The faults act on whatever engine and servers the settings reach: a
+    ``DOCKER_HOST`` on another machine, or servers outside this stack, mean
+    an experiment could hit something other people use.
+    """
+    from urllib.parse import urlsplit
+
+    reasons = []
+    docker_host = environ.get("DOCKER_HOST", "")
+    remote_engine = docker_host and not docker_host.startswith(("unix://", "npipe://"))
+    if remote_engine and not _is_loopback(urlsplit(docker_host).hostname or ""):
+        reasons.append(f"DOCKER_HOST={docker_host} is the engine of another machine")
+    for name in ("postgres_host", "redis_host"):
+        value = getattr(settings, name)
+        if value and not _is_loopback(value):
+            reasons.append(f"{name.upper()}={value} is a server outside this stack")
+    if settings.s3_endpoint and not _is_loopback(urlsplit(settings.s3_endpoint).hostname or ""):
+        reasons.append(f"S3_ENDPOINT={settings.s3_endpoint} is storage outside this stack")
+    if not _is_loopback(settings.infra_public_host):
+        reasons.append(
+            f"INFRA_PUBLIC_HOST={settings.infra_public_host} is not this machine's loopback"
+        )
+    return reasons
+
+
+def require_local(
+    settings: StackSettings, environ: Mapping[str, str], *, yes_production: bool
+) -> None:
+    """Refuse an experiment on a stack that is not local, unless told it is meant."""
+    reasons = not_local(settings, environ)
+    if reasons and not yes_production:
+        raise ConfigError(
+            "this does not look like a local stack: "
+            + "; ".join(reasons)
+            + ". Failure experiments break things on purpose; give --yes-production "
+            "if that is what you mean"
+        )
 
 
 def _target(stack: Stack, fault: str, service: str) -> Container:

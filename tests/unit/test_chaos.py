@@ -14,7 +14,10 @@ from infra_lib.chaos import (
     FaultLedger,
     LeftoverFault,
     NetworkParams,
+    ResourceParams,
+    not_local,
     proxied_settings,
+    require_local,
     run_experiment,
 )
 from infra_lib.errors import ConfigError
@@ -128,3 +131,52 @@ def test_through_proxy_needs_the_chaos_layer_and_the_stacks_own_servers(
         off.toxiproxy_redis_port,
         off.toxiproxy_minio_port,
     )
+
+
+def test_an_old_ledger_without_undo_data_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "active.json"
+    path.write_text(
+        '{"fault": "pause", "service": "redis", "container_id": "abc", "project": "infra",'
+        ' "started": "2026-12-04T00:00:00+00:00", "runner_pid": 7}'
+    )
+    leftover = FaultLedger(path).read()
+    assert leftover is not None
+    assert leftover.undo == {}
+
+
+@pytest.mark.parametrize(
+    ("params", "flag"),
+    [
+        (ResourceParams(cpus=0), "--cpus"),
+        (ResourceParams(memory_mb=2), "--memory-mb"),
+        (ResourceParams(workers=0), "--workers"),
+    ],
+)
+def test_resource_values_nobody_means_are_refused(params: ResourceParams, flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        params.check()
+
+
+def test_a_stack_that_is_not_local_needs_yes_production(tmp_path: Path) -> None:
+    local = _settings(tmp_path)
+    assert not_local(local, {}) == []
+    assert not_local(local, {"DOCKER_HOST": "unix:///var/run/docker.sock"}) == []
+    assert not_local(local, {"DOCKER_HOST": "tcp://127.0.0.1:2375"}) == []
+    remote = local.model_copy(update={"postgres_host": "db.prod.example"})
+    reasons = not_local(remote, {"DOCKER_HOST": "ssh://ops@prod.example"})
+    assert [r.split("=")[0] for r in reasons] == ["DOCKER_HOST", "POSTGRES_HOST"]
+    with pytest.raises(ConfigError, match="--yes-production"):
+        require_local(remote, {}, yes_production=False)
+    require_local(remote, {}, yes_production=True)
+
+
+def test_every_fault_is_named_in_the_chaos_help() -> None:
+    # Read the source: other tests load tasks.py into an invoke collection,
+    # which may rewrite the task's help mapping in place.
+    from pathlib import Path
+
+    source = (Path(__file__).parents[2] / "tasks.py").read_text()
+    start = source.index('"fault": "')
+    text = source[start : source.index("}", start)]
+    for fault in FAULTS:
+        assert fault in text, fault
