@@ -596,7 +596,11 @@ def down(
 def status(
     c: Context, service: list[str] | None = None, probe: bool = False, env_file: str | None = None
 ) -> None:
-    """Print each service's state, health and endpoint; exit 1 if any is not healthy."""
+    """Print each service's state, health and endpoint; exit 1 if any is not healthy.
+
+    A service whose data volume is full (postgres, redis, minio) counts as not
+    healthy: it still answers, but its writes fail.
+    """
     with _errors():
         stack = _stack(env_file, guard=False)
         foreign = stack.foreign_directory()
@@ -607,9 +611,13 @@ def status(
                     "checkout: these are another checkout's containers"
                 ]
             )
-        rows = stack.status(service)
+        from infra_lib.chaos.disk import full_volumes
+
+        containers = stack.containers()
+        rows = stack.status(service, containers=containers)
         checks: dict[str, str] | None = None
         failed = [r.name for r in rows if not r.ok]
+        full = full_volumes(stack, [r.name for r in rows if r.ok], containers)
         if probe:
             from infra_lib.errors import ServiceUnavailable
             from infra_lib.stack.probes import probe as run_probe
@@ -622,6 +630,16 @@ def status(
                     checks[row.name] = f"FAILED: {exc}"
                     failed.append(row.name)
         _status_table(f"stack {stack.project_name!r}", rows, checks)
+        for name, usage in full.items():
+            _warn(
+                [
+                    f"{name}: disk full: its data volume ({usage.path}) has "
+                    f"{usage.describe()}; its writes fail with 'No space left on device'. "
+                    "Free space on the volume (`inv chaos --recover` if a disk-full "
+                    "experiment was left behind)"
+                ]
+            )
+            failed.append(name)
         if failed:
             raise Exit(f"not healthy: {', '.join(sorted(set(failed)))}", code=1)
 
@@ -1159,7 +1177,7 @@ def _smoke_table(report: SmokeReport) -> None:
     help={
         "fault": "pause, stop, kill, restart, restart-loop (its container); latency, "
         "bandwidth, timeout, reset, cut (the network to it); cpu-limit, memory-limit, "
-        "cpu-burn, memory-pressure (its resources). See below.",
+        "cpu-burn, memory-pressure (its resources); disk-full (its data volume). See below.",
         "service": "The service that gets the fault, e.g. redis.",
         "duration": "Seconds the fault stays on before it is rolled back (default 5).",
         "latency-ms": "latency: delay added to every answer (default 500).",
@@ -1171,6 +1189,8 @@ def _smoke_table(report: SmokeReport) -> None:
         "memory-mb": "memory-limit: the cap; memory-pressure: MB held inside (default 256).",
         "workers": "cpu-burn: busy loops inside the container (default 1).",
         "every": "restart-loop: seconds between kills (default 5).",
+        "size-mb": "disk-full: the most the filler may write; a volume with more free "
+        "space is refused, so the host's disk is never filled (default 256).",
         "yes-production": "Run even though the stack does not look local (a remote "
         "DOCKER_HOST, servers outside the stack).",
         "recover": "Only undo a fault an earlier run left behind, then exit.",
@@ -1191,6 +1211,7 @@ def chaos(
     memory_mb: int = 256,
     workers: int = 1,
     every: float = 5.0,
+    size_mb: int = 256,
     yes_production: bool = False,
     recover: bool = False,
     json: bool = False,
@@ -1203,6 +1224,9 @@ def chaos(
     policy brings it back), restart restarts it cleanly, restart-loop crashes
     it every --every seconds. Resource faults lower its CPU or memory limit in
     place (docker update) or run a CPU burn or a memory holder inside it.
+    disk-full fills the data volume of postgres, redis or minio with one file
+    of at most --size-mb, deleted on rollback (the volume needs a filesystem
+    of its own: see the docs).
     Network faults act on the proxy in front of
     postgres, redis or minio (`inv up --with chaos`), so only clients routed
     through it see them: latency, bandwidth, timeout (data stops), reset
@@ -1258,6 +1282,7 @@ def chaos(
                 network=NetworkParams(latency_ms, jitter_ms, rate_kbps, after_ms),
                 resources=ResourceParams(cpus, memory_mb, workers),
                 every=every,
+                size_mb=size_mb,
                 on_event=show,
             )
         except KeyboardInterrupt:

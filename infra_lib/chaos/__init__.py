@@ -1,7 +1,8 @@
 """Failure experiments on the stack's own containers, always rolled back.
 
 An experiment applies one fault to one service's container (a crash, a
-pause, lower CPU or memory limits, load inside it), or to the network path
+pause, lower CPU or memory limits, load inside it, a full data volume), or to
+the network path
 to it (through the ``chaos`` profile's proxy), for a while,
 probes the service over its own protocol the whole time, and undoes the
 fault at the end: on normal end, on error and on Ctrl-C. The fault is
@@ -21,11 +22,13 @@ from infra_lib.chaos.container import (
     require_local,
     run_experiment,
 )
+from infra_lib.chaos.disk import DISK_FAULTS, VolumeUsage, volume_usage
 from infra_lib.chaos.network import NETWORK_FAULTS, NetworkParams, Toxiproxy, proxied_settings
 from infra_lib.chaos.resources import RESOURCE_FAULTS, ResourceParams
 
 __all__ = [
     "CONTAINER_FAULTS",
+    "DISK_FAULTS",
     "FAULTS",
     "NETWORK_FAULTS",
     "RESOURCE_FAULTS",
@@ -36,9 +39,11 @@ __all__ = [
     "NetworkParams",
     "ResourceParams",
     "Toxiproxy",
+    "VolumeUsage",
     "not_local",
     "proxied_settings",
     "recover",
     "require_local",
     "run_experiment",
+    "volume_usage",
 ]

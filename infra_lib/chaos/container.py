@@ -1,7 +1,8 @@
-"""Experiments: container, network and resource faults.
+"""Experiments: container, network, resource and disk faults.
 
-The network faults live in :mod:`infra_lib.chaos.network` and the resource
-faults in :mod:`infra_lib.chaos.resources`; this module runs every kind the
+The network faults live in :mod:`infra_lib.chaos.network`, the resource
+faults in :mod:`infra_lib.chaos.resources` and the disk fault in
+:mod:`infra_lib.chaos.disk`; this module runs every kind the
 same way. Each fault is recorded in a
 :class:`FaultLedger` before it is applied and cleared only once it is undone,
 so the ledger on disk is the truth about what may still be broken.
@@ -20,6 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infra_lib.chaos.disk import (
+    DISK_FAULTS,
+    apply_disk_fault,
+    prepare_disk_fault,
+    undo_disk_fault,
+)
 from infra_lib.chaos.network import (
     NETWORK_FAULTS,
     NetworkParams,
@@ -54,8 +61,8 @@ CONTAINER_FAULTS: dict[str, str] = {
     "policy brings it back each time, slower each time",
 }
 
-#: Every fault: container, network, then resource faults.
-FAULTS: dict[str, str] = {**CONTAINER_FAULTS, **NETWORK_FAULTS, **RESOURCE_FAULTS}
+#: Every fault: container, network, resource, then disk faults.
+FAULTS: dict[str, str] = {**CONTAINER_FAULTS, **NETWORK_FAULTS, **RESOURCE_FAULTS, **DISK_FAULTS}
 
 #: The proxy's service in compose/chaos.yaml (profile ``chaos``).
 PROXY_SERVICE = "toxiproxy"
@@ -153,6 +160,8 @@ def _undo(stack: Stack, fault: LeftoverFault) -> str:
         return _undo_network(stack, fault)
     if fault.fault in RESOURCE_FAULTS:
         return undo_resource_fault(stack, fault.fault, fault.container_id, fault.undo)
+    if fault.fault in DISK_FAULTS:
+        return undo_disk_fault(stack, fault.container_id, fault.undo)
     try:
         container = stack.docker.container.inspect(fault.container_id)
     except NoSuchContainer:
@@ -224,7 +233,15 @@ class _Knobs:
     duration: float
 
 
-def _apply(stack: Stack, fault: str, service: str, container: Container, knobs: _Knobs) -> str:
+def _apply(stack: Stack, fault: LeftoverFault, container: Container, knobs: _Knobs) -> str:
+    if fault.fault in DISK_FAULTS:
+        return apply_disk_fault(stack, container, fault.undo)
+    return _apply_fault(stack, fault.fault, fault.service, container, knobs)
+
+
+def _apply_fault(
+    stack: Stack, fault: str, service: str, container: Container, knobs: _Knobs
+) -> str:
     if fault in NETWORK_FAULTS:
         api = Toxiproxy.from_settings(stack.settings)
         return apply_network_fault(api, fault, service, knobs.network)
@@ -324,6 +341,7 @@ def run_experiment(
     network: NetworkParams | None = None,
     resources: ResourceParams | None = None,
     every: float = 5.0,
+    size_mb: int = 256,
     on_event: Callable[[Event], None] | None = None,
 ) -> ExperimentReport:
     """Apply ``fault`` to ``service`` for ``duration`` seconds, probing it, then undo it.
@@ -332,7 +350,9 @@ def run_experiment(
     holds its values) and the probe goes through that proxy, as a client
     routed through it would; a container fault acts on ``service``'s own
     container; a resource fault changes its limits (``resources``) or loads
-    it; ``restart-loop`` kills its server every ``every`` seconds. A fault
+    it; ``restart-loop`` kills its server every ``every`` seconds;
+    ``disk-full`` fills its data volume with a file of at most ``size_mb``
+    MB, refusing a volume with more room than that. A fault
     left by an earlier run is undone first. The rollback runs on
     every way out (normal end, error, KeyboardInterrupt); if this process is
     killed instead, the ledger keeps the fault for :func:`recover`.
@@ -354,7 +374,11 @@ def run_experiment(
     report = ExperimentReport(fault, service, duration)
     report.leftover = recover(stack, ledger)
     container = _target(stack, fault, service)
-    undo = prepare_resource_fault(stack, fault, container) if fault in RESOURCE_FAULTS else {}
+    undo: dict[str, Any] = {}
+    if fault in RESOURCE_FAULTS:
+        undo = prepare_resource_fault(stack, fault, container)
+    elif fault in DISK_FAULTS:
+        undo = prepare_disk_fault(stack, service, container, size_mb)
     check = _prober(stack, service, timeout=max(0.5, min(2.0, interval * 4)), settings=settings)
     started = time.monotonic()
 
@@ -377,7 +401,7 @@ def run_experiment(
     try:
         restarts = int(container.restart_count or 0)
         knobs = _Knobs(network, resources, duration)
-        note("applied", _apply(stack, fault, service, container, knobs))
+        note("applied", _apply(stack, applied, container, knobs))
         failing = False
         next_kill = every
         while time.monotonic() - started < duration:

@@ -156,10 +156,20 @@ class Stack:
                 )
         return specs
 
-    def status(self, services: Sequence[str] | None = None) -> list[ServiceStatus]:
-        """State and health of each service; ``missing`` when it has no container."""
+    def status(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        containers: Mapping[str, Container] | None = None,
+    ) -> list[ServiceStatus]:
+        """State and health of each service; ``missing`` when it has no container.
+
+        ``containers`` (from :meth:`containers`) saves the query when the
+        caller needs the containers too.
+        """
         specs = self.resolve(services)
-        containers = self._containers()
+        if containers is None:
+            containers = self._containers()
         result = []
         for spec in specs:
             container = containers.get(spec.name)
@@ -349,6 +359,10 @@ class Stack:
                 "start it with `inv up`"
             )
         return found
+
+    def containers(self) -> dict[str, Container]:
+        """Each service's container in this project, stopped ones included (one query)."""
+        return self._containers()
 
     def volumes(self) -> list[str]:
         """Names of the Docker volumes that belong to this project."""

@@ -180,3 +180,35 @@ def test_every_fault_is_named_in_the_chaos_help() -> None:
     text = source[start : source.index("}", start)]
     for fault in FAULTS:
         assert fault in text, fault
+
+
+def test_a_volume_counts_as_full_under_two_percent_or_a_mebibyte_free() -> None:
+    from infra_lib.chaos.disk import VolumeUsage
+
+    assert VolumeUsage("/data", 100 * 2**20, 2**20).full
+    assert not VolumeUsage("/data", 100 * 2**20, 3 * 2**20).full
+    assert VolumeUsage("/data", 10 * 2**30, 100 * 2**20).full
+    assert VolumeUsage("/data", 4 * 2**20, 2**19).full
+    assert VolumeUsage("/data", 128_000_000, 400_000).describe() == "0.4 MB free of 128.0 MB"
+
+
+def test_disk_full_refuses_a_service_without_data_and_a_size_out_of_bounds() -> None:
+    from typing import Any, cast
+
+    from infra_lib.chaos.disk import prepare_disk_fault
+
+    nothing = cast(Any, None)
+    with pytest.raises(ConfigError, match="--size-mb"):
+        prepare_disk_fault(nothing, "postgres", nothing, 0)
+    with pytest.raises(ConfigError, match="data volume"):
+        prepare_disk_fault(nothing, "livekit", nothing, 64)
+
+
+def test_the_disk_rollback_deletes_only_a_file_named_as_the_filler() -> None:
+    from typing import Any, cast
+
+    from infra_lib.chaos.disk import undo_disk_fault
+    from infra_lib.errors import StackError
+
+    with pytest.raises(StackError, match="by hand"):
+        undo_disk_fault(cast(Any, None), "abc", {"filler": "/var/lib/postgresql/data"})
