@@ -94,7 +94,7 @@ def test_a_full_volume_fails_writes_is_named_by_status_and_loses_no_committed_ro
             "INSERT INTO kept SELECT g, repeat('x', 2000) FROM generate_series(1001, 9000) g"
         )
     assert "No space left on device" in str(refused.value)
-    status = run_inv("status", "--service", "postgres", "--env-file", str(stack.paths.env_file))
+    status = run_inv("status", "--service", "postgres", env_file=stack.paths.env_file)
     assert status.returncode == 1, status.stdout + status.stderr
     assert "postgres: disk full" in status.stderr
 
@@ -109,7 +109,7 @@ def test_a_full_volume_fails_writes_is_named_by_status_and_loses_no_committed_ro
             "SELECT count(*), count(*) FILTER (WHERE id <= 1000) FROM kept"
         ).fetchone()
     assert row == (9000, 1000)
-    status = run_inv("status", "--service", "postgres", "--env-file", str(stack.paths.env_file))
+    status = run_inv("status", "--service", "postgres", env_file=stack.paths.env_file)
     assert status.returncode == 0, status.stdout + status.stderr
 
     # A run that died with the filler in place: the next one deletes it first.
