@@ -1177,8 +1177,10 @@ def _smoke_table(report: SmokeReport) -> None:
     help={
         "fault": "pause, stop, kill, restart, restart-loop (its container); latency, "
         "bandwidth, timeout, reset, cut (the network to it); cpu-limit, memory-limit, "
-        "cpu-burn, memory-pressure (its resources); disk-full (its data volume). See below.",
-        "service": "The service that gets the fault, e.g. redis.",
+        "cpu-burn, memory-pressure (its resources); disk-full (its data volume); "
+        "gateway-502 (its routes through the gateway). See below.",
+        "service": "The service that gets the fault, e.g. redis (gateway-502: a service "
+        "with routes in the manifest, or minio or livekit).",
         "duration": "Seconds the fault stays on before it is rolled back (default 5).",
         "latency-ms": "latency: delay added to every answer (default 500).",
         "jitter-ms": "latency: random spread around it (default 0).",
@@ -1191,6 +1193,8 @@ def _smoke_table(report: SmokeReport) -> None:
         "every": "restart-loop: seconds between kills (default 5).",
         "size-mb": "disk-full: the most the filler may write; a volume with more free "
         "space is refused, so the host's disk is never filled (default 256).",
+        "manifest": "gateway-502: the manifest whose routes the gateway serves "
+        "(default: infra.toml).",
         "yes-production": "Run even though the stack does not look local (a remote "
         "DOCKER_HOST, servers outside the stack).",
         "recover": "Only undo a fault an earlier run left behind, then exit.",
@@ -1212,6 +1216,7 @@ def chaos(
     workers: int = 1,
     every: float = 5.0,
     size_mb: int = 256,
+    manifest: str | None = None,
     yes_production: bool = False,
     recover: bool = False,
     json: bool = False,
@@ -1226,7 +1231,9 @@ def chaos(
     place (docker update) or run a CPU burn or a memory holder inside it.
     disk-full fills the data volume of postgres, redis or minio with one file
     of at most --size-mb, deleted on rollback (the volume needs a filesystem
-    of its own: see the docs).
+    of its own: see the docs). gateway-502 points the gateway's routes to the
+    service at an address where nothing listens (`inv up --with gateway`):
+    clients get the gateway's 502 naming the service, the rest is untouched.
     Network faults act on the proxy in front of
     postgres, redis or minio (`inv up --with chaos`), so only clients routed
     through it see them: latency, bandwidth, timeout (data stops), reset
@@ -1283,6 +1290,7 @@ def chaos(
                 resources=ResourceParams(cpus, memory_mb, workers),
                 every=every,
                 size_mb=size_mb,
+                manifest=_chaos_manifest(fault, manifest),
                 on_event=show,
             )
         except KeyboardInterrupt:
@@ -1293,6 +1301,16 @@ def chaos(
             print(report.leftover)
         if not report.recovered:
             raise Exit(f"{service} did not recover after the rollback; see `inv logs {service}`", 1)
+
+
+def _chaos_manifest(fault: str, manifest: str | None) -> Any:
+    """The manifest a gateway fault needs; other faults do not read one."""
+    from infra_lib.chaos import GATEWAY_FAULTS
+    from infra_lib.manifest import load_manifest
+
+    if fault not in GATEWAY_FAULTS:
+        return None
+    return load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
 
 
 @task(

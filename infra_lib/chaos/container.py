@@ -27,6 +27,16 @@ from infra_lib.chaos.disk import (
     prepare_disk_fault,
     undo_disk_fault,
 )
+from infra_lib.chaos.gateway import (
+    GATEWAY_FAULTS,
+    GatewayTarget,
+    apply_gateway_fault,
+    gateway_paths,
+    gateway_target,
+    prepare_gateway_fault,
+    probe_through_gateway,
+    undo_gateway_fault,
+)
 from infra_lib.chaos.network import (
     NETWORK_FAULTS,
     NetworkParams,
@@ -48,6 +58,7 @@ from infra_lib.stack.envfile import make_private_dirs, write_private_file
 if TYPE_CHECKING:
     from python_on_whales import Container
 
+    from infra_lib.manifest import Manifest
     from infra_lib.stack.compose import Stack
     from infra_lib.stack.settings import StackSettings
 
@@ -61,8 +72,17 @@ CONTAINER_FAULTS: dict[str, str] = {
     "policy brings it back each time, slower each time",
 }
 
-#: Every fault: container, network, resource, then disk faults.
-FAULTS: dict[str, str] = {**CONTAINER_FAULTS, **NETWORK_FAULTS, **RESOURCE_FAULTS, **DISK_FAULTS}
+#: Every fault: container, network, resource, disk, then gateway faults.
+FAULTS: dict[str, str] = {
+    **CONTAINER_FAULTS,
+    **NETWORK_FAULTS,
+    **RESOURCE_FAULTS,
+    **DISK_FAULTS,
+    **GATEWAY_FAULTS,
+}
+
+#: The gateway's service in compose/gateway.yaml (profile ``gateway``).
+GATEWAY_SERVICE = "gateway"
 
 #: The proxy's service in compose/chaos.yaml (profile ``chaos``).
 PROXY_SERVICE = "toxiproxy"
@@ -162,6 +182,8 @@ def _undo(stack: Stack, fault: LeftoverFault) -> str:
         return undo_resource_fault(stack, fault.fault, fault.container_id, fault.undo)
     if fault.fault in DISK_FAULTS:
         return undo_disk_fault(stack, fault.container_id, fault.undo)
+    if fault.fault in GATEWAY_FAULTS:
+        return undo_gateway_fault(stack, fault.undo)
     try:
         container = stack.docker.container.inspect(fault.container_id)
     except NoSuchContainer:
@@ -236,6 +258,8 @@ class _Knobs:
 def _apply(stack: Stack, fault: LeftoverFault, container: Container, knobs: _Knobs) -> str:
     if fault.fault in DISK_FAULTS:
         return apply_disk_fault(stack, container, fault.undo)
+    if fault.fault in GATEWAY_FAULTS:
+        return apply_gateway_fault(stack, fault.undo)
     return _apply_fault(stack, fault.fault, fault.service, container, knobs)
 
 
@@ -307,13 +331,29 @@ class _BoundedProbe:
 
 
 def _prober(
-    stack: Stack, service: str, timeout: float, settings: StackSettings | None = None
+    stack: Stack,
+    service: str,
+    timeout: float,
+    settings: StackSettings | None = None,
+    *,
+    gateway: GatewayTarget | None = None,
 ) -> Callable[[], None]:
     """A function that raises when ``service`` does not answer within ``timeout``.
 
-    ``settings`` says where to reach it (the proxy's port for a network fault).
+    ``settings`` says where to reach it (the proxy's port for a network
+    fault); with ``gateway`` the service is asked through the gateway there,
+    as a browser would.
     """
     from infra_lib.stack.probes import PROBES
+
+    if gateway is not None:
+        target = gateway
+        ca_file = gateway_paths(stack).ca_cert
+        return _BoundedProbe(
+            lambda: probe_through_gateway(stack.settings, ca_file, target, timeout=timeout),
+            service,
+            timeout,
+        )
 
     check = PROBES.get(service)
     if check is None:
@@ -342,6 +382,7 @@ def run_experiment(
     resources: ResourceParams | None = None,
     every: float = 5.0,
     size_mb: int = 256,
+    manifest: Manifest | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> ExperimentReport:
     """Apply ``fault`` to ``service`` for ``duration`` seconds, probing it, then undo it.
@@ -352,7 +393,9 @@ def run_experiment(
     container; a resource fault changes its limits (``resources``) or loads
     it; ``restart-loop`` kills its server every ``every`` seconds;
     ``disk-full`` fills its data volume with a file of at most ``size_mb``
-    MB, refusing a volume with more room than that. A fault
+    MB, refusing a volume with more room than that; ``gateway-502`` points
+    the gateway's routes to ``service`` (from ``manifest``, or MinIO's and
+    LiveKit's names) at nothing, and the probe goes through the gateway. A fault
     left by an earlier run is undone first. The rollback runs on
     every way out (normal end, error, KeyboardInterrupt); if this process is
     killed instead, the ledger keeps the fault for :func:`recover`.
@@ -379,7 +422,12 @@ def run_experiment(
         undo = prepare_resource_fault(stack, fault, container)
     elif fault in DISK_FAULTS:
         undo = prepare_disk_fault(stack, service, container, size_mb)
-    check = _prober(stack, service, timeout=max(0.5, min(2.0, interval * 4)), settings=settings)
+    timeout = max(0.5, min(2.0, interval * 4))
+    gateway = None
+    if fault in GATEWAY_FAULTS:
+        undo = prepare_gateway_fault(stack, manifest, service, timeout=max(timeout, 5.0))
+        gateway = gateway_target(stack.settings, manifest, service)
+    check = _prober(stack, service, timeout=timeout, settings=settings, gateway=gateway)
     started = time.monotonic()
 
     def note(kind: str, detail: str) -> None:
@@ -403,10 +451,13 @@ def run_experiment(
         knobs = _Knobs(network, resources, duration)
         note("applied", _apply(stack, applied, container, knobs))
         failing = False
+        # The fault stays on for `duration` once it is on: applying some
+        # (nginx -t and a reload, writing a filler) takes seconds itself.
+        on_since = time.monotonic()
         next_kill = every
-        while time.monotonic() - started < duration:
+        while time.monotonic() - on_since < duration:
             failing = _watch(check, failing, note)
-            if fault == "restart-loop" and time.monotonic() - started >= next_kill:
+            if fault == "restart-loop" and time.monotonic() - on_since >= next_kill:
                 next_kill += every
                 note("applied", _kill_again(stack, container.id))
             time.sleep(interval)
@@ -487,19 +538,24 @@ def require_local(
 
 
 def _target(stack: Stack, fault: str, service: str) -> Container:
-    """The running container the fault goes on: the service's, or the proxy's."""
-    name = PROXY_SERVICE if fault in NETWORK_FAULTS else service
+    """The running container the fault goes on: the service's, the proxy's or the gateway's."""
+    name, up = service, "`inv up`"
+    if fault in NETWORK_FAULTS:
+        name, up = PROXY_SERVICE, "`inv up --with chaos`"
+    elif fault in GATEWAY_FAULTS:
+        name, up = GATEWAY_SERVICE, "`inv up --with gateway`"
     try:
         container = stack.container(name)
     except StackError:
-        if name != PROXY_SERVICE:
+        if name == service:
             raise
-        raise StackError(
-            "network faults go through the proxy, which is not running: start it with "
-            "`inv up --with chaos`"
-        ) from None
+        what = (
+            "network faults go through the proxy"
+            if name == PROXY_SERVICE
+            else ("gateway faults act on the gateway")
+        )
+        raise StackError(f"{what}, which is not running: start it with {up}") from None
     if not container.state.running or container.state.paused:
-        up = "`inv up --with chaos`" if name == PROXY_SERVICE else "`inv up`"
         raise StackError(
             f"{name} is {container.state.status}, not running: start it with {up} "
             "before an experiment"

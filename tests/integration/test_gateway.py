@@ -37,6 +37,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from infra_lib.chaos import Event, FaultLedger, LeftoverFault, recover, run_experiment
+from infra_lib.chaos.gateway import DEAD_UPSTREAM, apply_gateway_fault, prepare_gateway_fault
 from infra_lib.errors import GatewayConfigRejected
 from infra_lib.gateway.apply import apply_config, prepare, reload, render_for
 from infra_lib.gateway.layer import GatewayPaths, PublicUrls, is_enabled
@@ -367,6 +369,87 @@ def test_a_slow_upstream_times_out_with_a_504(routed: Stack, tls: ssl.SSLContext
     assert status == 504
     assert json.loads(body)["route"] == "/api/slow"
     assert time.monotonic() - start < 5.5  # the 2 s limit, not the upstream's 6 s
+
+
+# -- the gateway-502 experiment ------------------------------------------------------
+
+
+def test_the_gateway_502_experiment_names_the_service_and_rolls_back(
+    routed: Stack,
+    tls: ssl.SSLContext,
+    paths: GatewayPaths,
+    manifest_file: tuple[Path, int],
+    tmp_path: Path,
+) -> None:
+    base = _urls(routed).base
+    before = paths.config_file.read_text()
+    during: list[tuple[int, bytes]] = []
+    others: list[int] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind == "probe_failed":
+            status, _, body = _get(f"{base}/api/echo/x", tls)
+            during.append((status, body))
+            # The service's other route, and the gateway itself, are untouched.
+            others.extend([_get(f"{base}/health", tls)[0], _get(f"{base}/api/dead", tls)[0]])
+
+    ledger = FaultLedger(tmp_path / "active.json")
+    report = run_experiment(
+        routed,
+        ledger,
+        "gateway-502",
+        "gw-echo",
+        duration=2.0,
+        manifest=load_manifest(manifest_file[0]),
+        on_event=on_event,
+    )
+    assert report.recovered, report.events
+    failed = report.first("probe_failed")
+    assert failed is not None and '"service":"gw-echo"' in failed.detail, report.events
+    assert during and during[0][0] == 502
+    answer = json.loads(during[0][1])
+    assert (answer["service"], answer["route"]) == ("gw-echo", "/api/echo")
+    assert others == [200, 502]  # /api/dead was dead before the fault
+    assert paths.config_file.read_text() == before
+    assert _get(f"{base}/api/echo/after", tls)[0] == 200
+    assert ledger.read() is None
+    # The gateway's log names the route and the address the fault sent it to.
+    _until(
+        "the fault's 502 in the gateway's log",
+        lambda: [
+            line
+            for line in routed.logs("gateway", tail=300).splitlines()
+            if "service=gw-echo" in line and DEAD_UPSTREAM in line and " 502 " in line
+        ],
+    )
+
+
+def test_a_gateway_fault_left_by_a_crashed_run_is_undone_by_recover(
+    routed: Stack,
+    tls: ssl.SSLContext,
+    paths: GatewayPaths,
+    manifest_file: tuple[Path, int],
+    tmp_path: Path,
+) -> None:
+    base = _urls(routed).base
+    before = paths.config_file.read_text()
+    manifest = load_manifest(manifest_file[0])
+    undo = prepare_gateway_fault(routed, manifest, "gw-echo", timeout=5.0)
+    ledger = FaultLedger(tmp_path / "active.json")
+    container = routed.container("gateway")
+    ledger.record(
+        LeftoverFault(
+            "gateway-502", "gw-echo", str(container.id), routed.project_name, "-", 1, undo
+        )
+    )
+    # What a run killed mid-experiment leaves: the fault on, the ledger written.
+    apply_gateway_fault(routed, undo)
+    _until("the fault", lambda: _get(f"{base}/api/echo/x", tls)[0] == 502)
+    message = recover(routed, ledger)
+    assert message is not None and "from before the fault is back" in message
+    assert paths.config_file.read_text() == before
+    _until("the route back", lambda: _get(f"{base}/api/echo/x", tls)[0] == 200)
+    assert ledger.read() is None
 
 
 def test_inv_routes_shows_which_upstreams_answer(

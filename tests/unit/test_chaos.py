@@ -212,3 +212,68 @@ def test_the_disk_rollback_deletes_only_a_file_named_as_the_filler() -> None:
 
     with pytest.raises(StackError, match="by hand"):
         undo_disk_fault(cast(Any, None), "abc", {"filler": "/var/lib/postgresql/data"})
+
+
+# -- gateway-502 ---------------------------------------------------------------
+
+
+def _reference_manifest() -> Any:
+    from infra_lib.manifest import load_manifest
+
+    return load_manifest(Path(__file__).parents[2] / "infra.toml")
+
+
+def test_gateway_502_reaches_a_manifest_service_on_its_route_and_minio_on_its_name(
+    tmp_path: Path,
+) -> None:
+    from infra_lib.chaos.gateway import gateway_target
+
+    settings = _settings(tmp_path)
+    manifest = _reference_manifest()
+    board = gateway_target(settings, manifest, "board-service")
+    # Its health path is the upstream's own, not one the gateway routes.
+    assert (board.host, board.path, board.routes) == ("localhost", "/api/boards", ("/api/boards",))
+    chat = gateway_target(settings, manifest, "chat-service")
+    assert chat.path.startswith("/api") or chat.path.startswith("/ws")
+    minio = gateway_target(settings, None, "minio")
+    assert (minio.host, minio.path) == ("s3.localhost", "/minio/health/live")
+    with pytest.raises(ConfigError, match=r"no route of the gateway leads to 'redis'.*minio"):
+        gateway_target(settings, manifest, "redis")
+
+
+def test_gateway_502_breaks_only_the_services_upstreams(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from infra_lib.chaos.gateway import DEAD_UPSTREAM, _broken_config
+    from infra_lib.gateway.apply import render_for
+
+    stack: Any = SimpleNamespace(settings=_settings(tmp_path))
+    manifest = _reference_manifest()
+    normal = render_for(stack, manifest)
+    broken = _broken_config(stack, manifest, "minio")
+    changed = [
+        (old, new)
+        for old, new in zip(normal.splitlines(), broken.splitlines(), strict=True)
+        if old != new
+    ]
+    changed = [(old.strip(), new.strip()) for old, new in changed]
+    assert changed == [("server minio:9000 max_fails=0;", f"server {DEAD_UPSTREAM} max_fails=0;")]
+    board = _broken_config(stack, manifest, "board-service")
+    assert f"server {DEAD_UPSTREAM} max_fails=0;" in board
+    assert "server minio:9000 max_fails=0;" in board
+
+
+def test_gateway_502_rollback_keeps_a_config_applied_since_the_fault(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from infra_lib.chaos.gateway import _digest, gateway_paths, undo_gateway_fault
+
+    stack: Any = SimpleNamespace(paths=SimpleNamespace(root=tmp_path), project_name="p")
+    config = gateway_paths(stack).config_file
+    config.parent.mkdir(parents=True)
+    undo = {"config": "before\n", "broken": "broken\n", "broken_sha256": _digest("broken\n")}
+    config.write_text("newer\n")
+    assert "newer one is kept" in undo_gateway_fault(stack, undo)
+    assert config.read_text() == "newer\n"
+    config.write_text("before\n")
+    assert "still has the config from before" in undo_gateway_fault(stack, undo)
