@@ -1198,6 +1198,9 @@ def _smoke_table(report: SmokeReport) -> None:
         "yes-production": "Run even though the stack does not look local (a remote "
         "DOCKER_HOST, servers outside the stack).",
         "recover": "Only undo a fault an earlier run left behind, then exit.",
+        "window": "With the observability layer on, read its metrics and log lines of "
+        "the experiment's window into the report (waits for one scrape, at most 15 s); "
+        "--no-window skips it.",
         "json": "Print the report as JSON (for CI) instead of a timeline.",
         "env-file": "Use this env file instead of .env.",
     }
@@ -1219,6 +1222,7 @@ def chaos(
     manifest: str | None = None,
     yes_production: bool = False,
     recover: bool = False,
+    window: bool = True,
     json: bool = False,
     env_file: str | None = None,
 ) -> None:
@@ -1242,7 +1246,9 @@ def chaos(
     timeline shows when the fault went on, the first failed probe, the
     rollback and the recovery. The rollback runs on normal end, on error and
     on Ctrl-C; a fault left by a run that was killed is undone by the next
-    `inv chaos` (or `inv chaos --recover`). Only this project's containers
+    `inv chaos` (or `inv chaos --recover`). With the observability layer on,
+    the report ends with the service's key series and log lines of the
+    window. Only this project's containers
     are touched and no data is deleted. See docs/failure-experiments.md.
     """
     import json as json_module
@@ -1256,6 +1262,7 @@ def chaos(
         run_experiment,
     )
     from infra_lib.chaos import recover as undo_leftover
+    from infra_lib.observability.layer import is_enabled as observability_on
 
     with _errors():
         stack = _stack(env_file)
@@ -1295,6 +1302,17 @@ def chaos(
             )
         except KeyboardInterrupt:
             raise Exit("interrupted: the fault was rolled back", code=130) from None
+        if window and observability_on(stack.settings):
+            from infra_lib.chaos.window import observe_window
+
+            if not json:
+                print("reading the metrics and logs of the window ...", flush=True)
+            report.window = observe_window(
+                stack.settings, stack.project_name, fault, service, fault_at=report.started_at
+            )
+            if not json:
+                for line in report.window.lines():
+                    print(f"  {line}")
         if json:
             print(json_module.dumps(report.to_json(), indent=2))
         elif report.leftover:

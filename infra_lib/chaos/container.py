@@ -52,6 +52,7 @@ from infra_lib.chaos.resources import (
     prepare_resource_fault,
     undo_resource_fault,
 )
+from infra_lib.chaos.window import Window
 from infra_lib.errors import ConfigError, InfraError, ServiceUnavailable, StackError
 from infra_lib.stack.envfile import make_private_dirs, write_private_file
 
@@ -112,6 +113,10 @@ class ExperimentReport:
     recovered: bool = False
     #: A fault left by an earlier run that this run undid first, if any.
     leftover: str | None = None
+    #: When the fault was applied (Unix seconds): the events' zero.
+    started_at: float = 0.0
+    #: What the observability layer's stores saw, when it was asked (see :mod:`.window`).
+    window: Window | None = None
 
     def first(self, kind: str) -> Event | None:
         """The first event of ``kind``, if any."""
@@ -429,6 +434,7 @@ def run_experiment(
         gateway = gateway_target(stack.settings, manifest, service)
     check = _prober(stack, service, timeout=timeout, settings=settings, gateway=gateway)
     started = time.monotonic()
+    report.started_at = time.time()
 
     def note(kind: str, detail: str) -> None:
         event = Event(round(time.monotonic() - started, 3), kind, detail)

@@ -8,6 +8,7 @@ and off again afterwards, leaving the stack as it found it.
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import os
 import threading
@@ -424,6 +425,31 @@ def test_lost_credentials_are_made_again_and_the_exporters_get_them(
             timeout=60,
         )
         assert fresh[0].value == 1, f"{series} is {fresh[0].value}: the exporter cannot log in"
+
+
+def test_an_experiment_report_carries_the_metrics_and_logs_of_its_window(
+    layer: Stack, store: MetricsStore, tmp_path: Path
+) -> None:
+    from infra_lib.chaos import FaultLedger, run_experiment
+    from infra_lib.chaos.window import observe_window
+
+    # Up long enough that the restart shows as a drop in its uptime.
+    _until("redis up for 15 s", lambda: (store.value("max(redis_uptime_in_seconds)") or 0) >= 15)
+    report = run_experiment(
+        layer, FaultLedger(tmp_path / "active.json"), "kill", "redis", duration=2.0
+    )
+    assert report.recovered, report.events
+    window = observe_window(
+        layer.settings, layer.project_name, "kill", "redis", fault_at=report.started_at
+    )
+    assert window.end > report.started_at and not any("not read" in n for n in window.notes)
+    uptime = next(m for m in window.metrics if m.label == "uptime s")
+    values = [value for _, value in uptime.changes]
+    assert any(later < earlier for earlier, later in itertools.pairwise(values)), uptime
+    # Its start-up lines after the crash, and the lead-in before the fault.
+    assert any("Ready to accept connections" in line for line in window.logs), window.logs
+    assert uptime.changes[0][0] < 0
+    assert any(line.startswith("redis_up: ") for line in window.lines())
 
 
 def test_metrics_task_says_how_to_turn_the_layer_on(throwaway_env: Path) -> None:

@@ -277,3 +277,34 @@ def test_gateway_502_rollback_keeps_a_config_applied_since_the_fault(tmp_path: P
     assert config.read_text() == "newer\n"
     config.write_text("before\n")
     assert "still has the config from before" in undo_gateway_fault(stack, undo)
+
+
+# -- the stores' window ----------------------------------------------------------
+
+
+def test_a_window_keeps_only_the_points_where_a_series_changed() -> None:
+    from infra_lib.chaos.window import MetricLine, change_points
+    from infra_lib.observability.store import Series
+
+    series = [Series({}, [(100.0, 1.0), (101.0, 1.0), (104.0, 0.0), (105.0, 0.0), (110.0, 1.0)])]
+    changes = change_points(series, fault_at=102.0)
+    assert changes == [(-2.0, 1.0), (2.0, 0.0), (8.0, 1.0)]
+    assert MetricLine("pg_up", "max(pg_up)", changes).describe() == (
+        "pg_up: 1 (-2.0 s), 0 (+2.0 s), 1 (+8.0 s)"
+    )
+    assert MetricLine("pg_up", "max(pg_up)", []).describe() == "pg_up: no samples in the window"
+
+
+def test_the_window_asks_the_log_store_for_the_service_or_the_gateways_lines() -> None:
+    from infra_lib.chaos.window import _log_query, _queries, _seconds_after
+
+    own = _log_query("infra", "kill", "redis", 0.0, 1.5)
+    assert own == (
+        '{compose.project="infra",compose.service="redis"} '
+        "_time:[1970-01-01T00:00:00.000Z, 1970-01-01T00:00:01.500Z] | sort by (_time)"
+    )
+    gateway = _log_query("infra", "gateway-502", "board-service", 0.0, 1.0)
+    assert 'compose.service="gateway"' in gateway and '"service=board-service"' in gateway
+    assert any("/volumes/postgres-data" in query for _, query in _queries("disk-full", "postgres"))
+    assert _seconds_after("1970-01-01T00:00:03.250000000Z", 1.0) == "+2.2 s"
+    assert _seconds_after("garbage", 1.0) == "garbage"
