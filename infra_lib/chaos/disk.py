@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from infra_lib.chaos._exec import run_in
 from infra_lib.errors import ConfigError, StackError
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def _mb(value: int) -> str:
 
 def volume_usage(stack: Stack, container: Container, path: str) -> VolumeUsage:
     """``df`` of ``path`` inside the running ``container``."""
-    out = _exec(stack, container, ["df", "-Pk", path])
+    out = _run_as_root(stack, container, ["df", "-Pk", path])
     lines = out.strip().splitlines()
     try:
         fields = lines[-1].split()
@@ -130,7 +131,7 @@ def apply_disk_fault(stack: Stack, container: Container, undo: dict[str, Any]) -
         f"dd if=/dev/zero of={filler} bs=1048576 count={int(undo['size_mb'])} 2>/dev/null; "
         f"sync; wc -c < {filler}"
     )
-    written = _exec(stack, container, ["sh", "-c", script])
+    written = _run_as_root(stack, container, ["sh", "-c", script])
     usage = volume_usage(stack, container, filler.rsplit("/", 1)[0])
     return f"filler of {_mb(int(written.strip() or 0))} written; {usage.describe()}"
 
@@ -150,7 +151,7 @@ def undo_disk_fault(stack: Stack, container_id: str, undo: dict[str, Any]) -> st
             f"`inv up`, then `docker compose exec <service> rm {filler}`"
         )
     if container.state.running and not container.state.paused:
-        _exec(stack, container, ["rm", "-f", filler])
+        _run_as_root(stack, container, ["rm", "-f", filler])
         return f"filler deleted ({filler})"
     # A server that stopped on the full disk: reach its volume through a
     # throwaway container of the same image.
@@ -171,17 +172,9 @@ def undo_disk_fault(stack: Stack, container_id: str, undo: dict[str, Any]) -> st
     return f"filler deleted ({filler}) through a helper container; {container.name} is stopped"
 
 
-def _exec(stack: Stack, container: Container, command: list[str]) -> str:
-    from python_on_whales.exceptions import DockerException
-
-    try:
-        # As root: the filler may take the blocks a filesystem keeps for root.
-        out = stack.docker.container.execute(container, command, user="0")
-    except DockerException as exc:
-        raise StackError(
-            f"could not run {command[0]} in {container.name}: {str(exc).strip().splitlines()[-1]}"
-        ) from exc
-    return str(out or "")
+def _run_as_root(stack: Stack, container: Container, command: list[str]) -> str:
+    # As root: the filler may take the blocks a filesystem keeps for root.
+    return run_in(stack, container, command, user="0")
 
 
 def full_volumes(

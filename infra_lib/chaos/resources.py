@@ -17,6 +17,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from infra_lib.chaos._exec import run_in
 from infra_lib.errors import ConfigError, StackError
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def prepare_resource_fault(stack: Stack, fault: str, container: Container) -> di
         known = ", ".join(RESOURCE_FAULTS)
         raise ConfigError(f"unknown resource fault {fault!r}; use one of: {known}")
     script = "for t in " + " ".join(_TOOLS) + "; do command -v $t >/dev/null || echo $t; done"
-    missing = _exec(stack, container, script).split()
+    missing = run_in(stack, container, ["sh", "-c", script]).split()
     if missing:
         raise StackError(
             f"{fault} runs its load inside the container, which lacks {', '.join(missing)}; "
@@ -174,22 +175,9 @@ def undo_resource_fault(stack: Stack, fault: str, container_id: str, undo: dict[
         # A stopped container's processes are gone with it; a paused one
         # cannot run the kill, and its load ends by its own deadline.
         return f"the container is {container.state.status}; its load is not running"
-    stopped = _exec(
-        stack,
-        container,
+    script = (
         f"n=0; for p in $(cat {PID_FILE} 2>/dev/null); do kill $p 2>/dev/null && n=$((n+1)); "
-        f"done; rm -f {PID_FILE}; echo $n",
+        f"done; rm -f {PID_FILE}; echo $n"
     )
+    stopped = run_in(stack, container, ["sh", "-c", script])
     return f"load stopped ({stopped.strip() or 0} process(es))"
-
-
-def _exec(stack: Stack, container: Container, script: str) -> str:
-    from python_on_whales.exceptions import DockerException
-
-    try:
-        out = stack.docker.container.execute(container, ["sh", "-c", script])
-    except DockerException as exc:
-        raise StackError(
-            f"could not run a shell in {container.name}: {str(exc).strip().splitlines()[-1]}"
-        ) from exc
-    return str(out or "")
