@@ -138,6 +138,14 @@ class ServiceUnavailable(InfraError):
         self.service = service
 
 
+class CredentialsRejected(ServiceUnavailable):
+    """A server answers but refuses the password the settings hold.
+
+    Not worth waiting for: usually its data volume was made with another
+    password than the one in ``.env``.
+    """
+
+
 class ManifestError(ConfigError):
     """The manifest is invalid; the message names the file, service and field."""
 
@@ -148,6 +156,13 @@ class GatewayConfigRejected(ConfigError):
 
 class ProvisionError(InfraError):
     """A database, role, Redis DB or bucket could not be provisioned."""
+
+
+class SeedError(InfraError):
+    """Seed data could not be loaded; the message names the file (and line).
+
+    Nothing of the service's seed for that store was kept.
+    """
 
 
 class AllocationConflict(ProvisionError):

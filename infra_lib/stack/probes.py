@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from infra_lib.errors import ServiceUnavailable
+from infra_lib.errors import CredentialsRejected, ServiceUnavailable
 from infra_lib.stack.settings import StackSettings
 
 __all__ = [
@@ -50,6 +50,14 @@ class ProbeResult:
     seconds: float
 
 
+_VOLUME_HINT = (
+    ". The server refuses the {var} of the settings: its data volume was most likely made "
+    "with another one (a new `.env`, `inv init --force --new-secrets`, or another checkout's). "
+    "Put the old value back (`inv init --force` kept the previous file as .env.bak-*), or start "
+    "over with `inv down --volumes --yes`, which deletes the data"
+)
+
+
 def probe_postgres(settings: StackSettings, *, timeout: float = 5.0) -> str:
     """``SELECT 1`` as the admin role over TCP; returns the server version."""
     import psycopg
@@ -65,9 +73,11 @@ def probe_postgres(settings: StackSettings, *, timeout: float = 5.0) -> str:
         ) as conn:
             row = conn.execute("SELECT 1, current_setting('server_version')").fetchone()
     except psycopg.Error as exc:
-        raise ServiceUnavailable(
+        # 28P01: invalid_password, sent once the server is up and has read its volume.
+        rejected = exc.sqlstate == "28P01" or "password authentication failed" in str(exc)
+        raise (CredentialsRejected if rejected else ServiceUnavailable)(
             f"PostgreSQL at {settings.infra_public_host}:{settings.postgres_port} did not answer "
-            f"SELECT 1: {exc}",
+            f"SELECT 1: {exc}" + (_VOLUME_HINT.format(var="POSTGRES_PASSWORD") if rejected else ""),
             service="postgres",
         ) from exc
     if row is None or row[0] != 1:
@@ -91,9 +101,10 @@ def probe_redis(settings: StackSettings, *, timeout: float = 5.0) -> str:
             raise ServiceUnavailable("Redis did not answer PONG", service="redis")
         info = client.info("server")
     except redis.RedisError as exc:
-        raise ServiceUnavailable(
+        rejected = isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in str(exc)
+        raise (CredentialsRejected if rejected else ServiceUnavailable)(
             f"Redis at {settings.infra_public_host}:{settings.redis_port} did not answer PING: "
-            f"{exc}",
+            f"{exc}" + (_VOLUME_HINT.format(var="REDIS_PASSWORD") if rejected else ""),
             service="redis",
         ) from exc
     finally:
@@ -297,6 +308,9 @@ def wait_for(
             try:
                 results.append(probe(settings, service))
                 break
+            except CredentialsRejected:
+                # A wrong password stays wrong: waiting out the timeout helps nobody.
+                raise
             except ServiceUnavailable as exc:
                 if time.monotonic() >= deadline:
                     raise ServiceUnavailable(

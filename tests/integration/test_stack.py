@@ -100,3 +100,26 @@ def test_published_ports_bind_to_loopback_only(stack: Stack) -> None:
         for bindings in (container.network_settings.ports or {}).values():
             for binding in bindings or []:
                 assert binding.get("HostIp") == stack.settings.infra_bind_address
+
+
+@pytest.mark.parametrize(
+    ("service", "field"), [("postgres", "postgres_password"), ("redis", "redis_password")]
+)
+def test_a_password_the_volume_does_not_know_fails_at_once_and_says_why(
+    settings: StackSettings, service: str, field: str
+) -> None:
+    import time
+
+    from pydantic import SecretStr
+
+    from infra_lib.errors import CredentialsRejected
+    from infra_lib.stack.probes import wait_for
+
+    wrong = settings.model_copy(update={field: SecretStr("not-the-volumes-password")})
+    started = time.monotonic()
+    with pytest.raises(CredentialsRejected, match="data volume was most likely made") as caught:
+        wait_for(wrong, [service], timeout=60)
+    # No retrying until the timeout: a wrong password stays wrong.
+    assert time.monotonic() - started < 10
+    assert field.upper() in str(caught.value)
+    assert "not-the-volumes-password" not in str(caught.value)
