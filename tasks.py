@@ -1005,6 +1005,146 @@ def snapshots(c: Context, name: str | None = None, env_file: str | None = None) 
         _snapshot_table(Snapshots(PostgresConfig.from_stack(stack.settings)).find(name))
 
 
+def _seeded_services(plan: Manifest, names: Sequence[str] | None) -> list[Any]:
+    chosen = [plan.service(x) for x in names] if names else list(plan)
+    return [s for s in chosen if s.seed is not None]
+
+
+def _seed(stack: Stack, plan: Manifest, services: Sequence[Any]) -> None:
+    from infra_lib.provisioning import env_path
+    from infra_lib.seed import seed_service
+    from infra_lib.service import ServiceSettings
+
+    base = plan.path.parent if plan.path else ROOT
+    for service in services:
+        path = env_path(_env_dir(stack.project_name), service.name)
+        settings = ServiceSettings.load(path, environ={})
+        print(f"seeding {service.name} ...", flush=True)
+        report = seed_service(settings, service.seed, base)
+        print(f"  {report.describe()} in {report.seconds:.2f} s")
+
+
+@task(
+    help={
+        "service": "Only this service (repeatable); default: every service with a `seed` "
+        "in the manifest.",
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+    },
+    iterable=["service"],
+)
+def seed(
+    c: Context,
+    service: list[str] | None = None,
+    manifest: str | None = None,
+    env_file: str | None = None,
+) -> None:
+    """Load the services' seed data (`seed = {...}` in infra.toml) with their own credentials.
+
+    SQL files run in name order as the service's role, all in one
+    transaction; the Redis JSON file is written in one MULTI/EXEC; the
+    storage folder's files become objects under the service's prefixes.
+    Each store is loaded all or nothing, and a bad file is named with its
+    line. Run it on fresh data (`inv reset` empties a service and seeds it).
+    """
+    from infra_lib.manifest import load_manifest
+
+    with _errors():
+        stack = _stack(env_file)
+        plan = load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
+        chosen = _seeded_services(plan, service)
+        if not chosen:
+            raise Exit(
+                "no service to seed: give one a `seed = { postgres = [...], redis = ..., "
+                "storage = ... }` in the manifest",
+                2,
+            )
+        _seed(stack, plan, chosen)
+
+
+def _confirm_reset(found: Sequence[Any]) -> None:
+    lines = "\n  ".join(d.describe() for d in found)
+    if not sys.stdin.isatty():
+        raise Exit(
+            f"refusing to reset without --yes; this data would be lost:\n  {lines}\n"
+            "Nothing was changed.",
+            2,
+        )
+    print(f"this data will be lost:\n  {lines}")
+    if input("type 'reset' to go on: ").strip() != "reset":
+        raise Exit("not confirmed; nothing was changed", 1)
+
+
+@task(
+    help={
+        "service": "Only this service (repeatable); default: every service of the manifest.",
+        "no-seed": "Only empty the services; do not load their seed data afterwards.",
+        "yes": "Do not ask, even when the services hold data.",
+        "manifest": "Manifest file (default: infra.toml).",
+        "env-file": "Use this env file instead of .env.",
+    },
+    iterable=["service"],
+)
+def reset(
+    c: Context,
+    service: list[str] | None = None,
+    no_seed: bool = False,
+    yes: bool = False,
+    manifest: str | None = None,
+    env_file: str | None = None,
+) -> None:
+    """Empty services' data and seed them again; their credentials and env files stay.
+
+    Drops and re-creates each service's database (same owner and grants),
+    removes the keys under its Redis key prefix and the objects under its
+    storage prefixes, then loads its seed (unless --no-seed). Other services
+    are not touched. When there is data to lose, asks first (or --yes).
+    """
+    from infra_lib.manifest import load_manifest
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.provisioning import read_service_env
+    from infra_lib.redis.config import RedisConfig
+    from infra_lib.reset import AdminStores, empty_service, find_data
+    from infra_lib.storage.config import S3Config
+
+    with _errors():
+        stack = _stack(env_file)
+        plan = load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
+        chosen = [plan.service(x) for x in service] if service else list(plan)
+        settings = stack.settings
+
+        def uses(part: str) -> bool:
+            return any(getattr(s, part) is not None for s in chosen)
+
+        admins = AdminStores(
+            PostgresConfig.from_stack(settings) if uses("postgres") else None,
+            RedisConfig.from_stack(settings) if uses("redis") else None,
+            S3Config.from_stack(settings) if uses("storage") else None,
+            plan.project.bucket_name,
+        )
+        env_dir = _env_dir(stack.project_name)
+        redis_dbs = {}
+        for s in chosen:
+            if s.redis is not None:
+                # Read first: a service never provisioned fails here, before any change.
+                db = read_service_env(env_dir, s.name).values.get("REDIS_DB")
+                redis_dbs[s.name] = int(db) if db is not None and db.isdigit() else None
+        found = [find_data(s, admins, redis_dbs.get(s.name)) for s in chosen]
+        if any(d.present for d in found) and not yes:
+            _confirm_reset([d for d in found if d.present])
+        started = time.perf_counter()
+        for s in chosen:
+            removed = empty_service(s, admins, redis_dbs.get(s.name))
+            print(f"emptied {removed.describe().replace(': empty', ': (was empty)')}")
+        with_db = [s.name for s in chosen if s.postgres is not None]
+        if with_db:
+            _provision(stack, with_db, dry_run=False, manifest=manifest, redis=False, storage=False)
+            print(f"re-created the database of {', '.join(with_db)} (grants re-applied)")
+        if not no_seed:
+            _seed(stack, plan, _seeded_services(plan, [s.name for s in chosen]))
+        print(f"reset {', '.join(s.name for s in chosen)} in {time.perf_counter() - started:.1f} s")
+
+
 def _snapshot_table(found: Sequence[Any]) -> None:
     from rich.table import Table
 

@@ -15,6 +15,7 @@ Example::
     storage = { prefixes = ["boards/"] }
     metrics = { port = 8000, path = "/metrics", upstream = "host" }
     http = { port = 8000, routes = ["/api/boards"], health = "/health" }
+    seed = { postgres = ["seeds/board/*.sql"], redis = "seeds/board/redis.json" }
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "MetricsEndpoint",
     "PostgresNeeds",
     "RedisNeeds",
+    "SeedData",
     "ServiceManifest",
     "StorageNeeds",
     "load_manifest",
@@ -331,6 +333,47 @@ class HttpEndpoint(_Strict):
         return self
 
 
+def _check_seed_path(value: str) -> str:
+    if not value or Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ValueError(
+            f"seed path {value!r} must be relative to the manifest's folder, with no '..' "
+            "(e.g. 'seeds/board/data.sql')"
+        )
+    return value
+
+
+class SeedData(_Strict):
+    """Fixture data ``inv seed`` loads into a service (and ``inv reset`` after emptying it).
+
+    Paths are relative to the manifest's folder. ``postgres`` holds SQL files
+    or glob patterns, run in name order as the service's own role; ``redis``
+    a JSON file of keys; ``storage`` a folder whose files become objects, the
+    path under the folder being the key (so it starts with one of the
+    service's prefixes).
+    """
+
+    postgres: tuple[str, ...] = ()
+    redis: str | None = None
+    storage: str | None = None
+
+    @field_validator("postgres", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("postgres")
+    @classmethod
+    def _sql_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_seed_path(v) for v in value)
+
+    @field_validator("redis", "storage")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and any(c in value for c in "*?["):
+            raise ValueError(f"{value!r}: one path here, not a pattern")
+        return None if value is None else _check_seed_path(value)
+
+
 class ServiceManifest(_Strict):
     """What one service needs; absent sections mean "does not use it"."""
 
@@ -342,6 +385,23 @@ class ServiceManifest(_Strict):
     livekit: LiveKitNeeds | None = None
     metrics: MetricsEndpoint | None = None
     http: HttpEndpoint | None = None
+    seed: SeedData | None = None
+
+    @model_validator(mode="after")
+    def _seed_has_a_target(self) -> ServiceManifest:
+        seed = self.seed
+        if seed is None:
+            return self
+        for part, given in (
+            ("postgres", bool(seed.postgres)),
+            ("redis", seed.redis is not None),
+            ("storage", seed.storage is not None),
+        ):
+            if given and getattr(self, part) is None:
+                raise ValueError(
+                    f"seed.{part} is given but the service has no {part} section to load it into"
+                )
+        return self
 
 
 class ProjectSection(_Strict):

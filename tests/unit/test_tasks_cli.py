@@ -40,6 +40,8 @@ TASKS = [
     "restore",
     "snapshot",
     "snapshots",
+    "seed",
+    "reset",
 ]
 
 
@@ -166,6 +168,7 @@ def test_dangerous_flags_exist_where_expected() -> None:
         ("init", "new_secrets"),
         ("down", "volumes"),
         ("down", "yes"),
+        ("reset", "yes"),
         ("restore", "force"),
         ("up", "allow_foreign_project"),
     } <= flags
