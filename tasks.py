@@ -907,8 +907,8 @@ def rotate(
     help={
         "action": "save, restore or rm.",
         "name": "The snapshot's name; for restore, `latest` is the newest snapshot.",
-        "service": "Only this service's database (repeatable); default: every service of the "
-        "manifest that has one.",
+        "service": "Only this service (repeatable); default: every service of the manifest "
+        "(save) or of the snapshot (restore).",
         "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",
         "allow-foreign-project": "Act even if the project's containers were created from "
@@ -925,19 +925,20 @@ def snapshot(
     env_file: str | None = None,
     allow_foreign_project: bool = False,
 ) -> None:
-    """Named local snapshots of the services' PostgreSQL databases: save, restore or rm NAME.
+    """Named local snapshots of the services' data: save, restore or rm NAME.
 
-    A copy made by the server itself (CREATE DATABASE ... TEMPLATE), in
-    seconds: for trying something destructive and going back. It is local
-    and disposable, on the same volume as the data; use `inv backup` for
-    anything you need to keep. Saving and restoring end the sessions open on
-    the databases concerned (services reconnect). A restore replaces each
-    database atomically and re-applies the service's grants. `inv snapshots`
-    lists them.
+    Covers each service's PostgreSQL database (a copy made by the server,
+    CREATE DATABASE ... TEMPLATE), its Redis keys (DUMP with their TTLs) and
+    its objects (server-side copies), in seconds: for trying something
+    destructive and going back. It is local and disposable, next to the
+    data; use `inv backup` for anything you need to keep. Saving and
+    restoring end the sessions open on the databases concerned (services
+    reconnect). A restore checks every part first, replaces each database
+    and each service's keys atomically, and re-applies the grants.
+    `inv snapshots` lists them.
     """
     from infra_lib.manifest import load_manifest
-    from infra_lib.postgres.config import PostgresConfig
-    from infra_lib.postgres.snapshots import LATEST, Snapshots, SnapshotTarget
+    from infra_lib.snapshots import LATEST
 
     actions = ("save", "restore", "rm")
     with _errors():
@@ -948,61 +949,105 @@ def snapshot(
                 2,
             )
         stack = _stack(env_file, allow_foreign=allow_foreign_project)
-        snapshots = Snapshots(PostgresConfig.from_stack(stack.settings))
+        plan = load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
+        snapshots = _stack_snapshots(stack, plan)
         if action == "rm":
             removed = snapshots.remove(name)
-            print(f"removed snapshot {name!r} ({len(removed)} database(s))")
+            print(f"removed snapshot {name!r} ({len(removed)} part(s))")
             return
-        plan = load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
-        chosen = [plan.service(x) for x in service] if service else list(plan)
         if action == "save":
-            targets = [
-                SnapshotTarget(s.name, s.postgres.database, s.postgres.role)
-                for s in chosen
-                if s.postgres is not None
-            ]
+            chosen = [plan.service(x) for x in service] if service else list(plan)
             started = time.perf_counter()
-            made = snapshots.save(name, targets)
+            made = snapshots.save(name, _service_stores(stack, chosen))
             _snapshot_table(made)
             print(
-                f"saved snapshot {name!r} of {len(made)} database(s) in "
+                f"saved snapshot {name!r} ({len(made)} part(s)) in "
                 f"{time.perf_counter() - started:.1f} s (local and disposable: not a backup)"
             )
             return
         chosen_name = snapshots.latest() if name == LATEST else name
+        held = sorted({p.service for p in snapshots.find(chosen_name)})
+        names = service or held
+        dbs = {
+            s.service: s.redis_db for s in _service_stores(stack, [plan.service(x) for x in names])
+        }
         started = time.perf_counter()
-        restored = snapshots.restore(chosen_name, service or None)
+        restored = snapshots.restore(chosen_name, service or None, dbs)
         elapsed = time.perf_counter() - started
-        report = _provision(
-            stack,
-            [p.service for p in restored],
-            dry_run=False,
-            manifest=manifest,
-            redis=False,
-            storage=False,
-        )
-        if report.changed:
-            _report_table(report)
+        with_db = [x for x in restored if plan.service(x).postgres is not None]
+        if with_db:
+            report = _provision(
+                stack, with_db, dry_run=False, manifest=manifest, redis=False, storage=False
+            )
+            if report.changed:
+                _report_table(report)
         print(
-            f"restored {', '.join(p.service for p in restored)} from snapshot "
-            f"{chosen_name!r} in {elapsed:.1f} s; grants re-applied. The snapshot is kept."
+            f"restored {', '.join(restored)} from snapshot {chosen_name!r} in {elapsed:.1f} s; "
+            "grants re-applied. The snapshot is kept."
         )
+
+
+def _stack_snapshots(stack: Stack, plan: Manifest) -> Any:
+    from infra_lib.postgres.config import PostgresConfig
+    from infra_lib.redis.config import RedisConfig
+    from infra_lib.snapshots import StackSnapshots
+    from infra_lib.storage.config import S3Config
+
+    settings = stack.settings
+    return StackSnapshots(
+        _env_dir(stack.project_name) / "snapshots",
+        postgres=PostgresConfig.from_stack(settings),
+        redis=RedisConfig.from_stack(settings),
+        storage=S3Config.from_stack(settings),
+        bucket=plan.project.bucket_name,
+    )
+
+
+def _service_stores(stack: Stack, services: Sequence[Any]) -> list[Any]:
+    """Where each service's data is; its Redis DB comes from its env file."""
+    from infra_lib.postgres.snapshots import SnapshotTarget
+    from infra_lib.provisioning import read_service_env
+    from infra_lib.snapshots import ServiceStores
+
+    env_dir = _env_dir(stack.project_name)
+    found = []
+    for s in services:
+        db = None
+        if s.redis is not None:
+            # Read first: a service never provisioned fails here, before any change.
+            value = read_service_env(env_dir, s.name).values.get("REDIS_DB")
+            db = int(value) if value is not None and value.isdigit() else None
+        found.append(
+            ServiceStores(
+                s.name,
+                postgres=SnapshotTarget(s.name, s.postgres.database, s.postgres.role)
+                if s.postgres is not None
+                else None,
+                redis_db=db,
+                redis_prefix=s.redis.prefix_for(s.name) if s.redis is not None else None,
+                storage_prefixes=tuple(s.storage.prefixes) if s.storage is not None else (),
+            )
+        )
+    return found
 
 
 @task(
     help={
         "name": "Only the parts of this snapshot.",
+        "manifest": "Manifest file (default: infra.toml).",
         "env-file": "Use this env file instead of .env.",
     }
 )
-def snapshots(c: Context, name: str | None = None, env_file: str | None = None) -> None:
+def snapshots(
+    c: Context, name: str | None = None, manifest: str | None = None, env_file: str | None = None
+) -> None:
     """List the local snapshots (`inv snapshot save NAME` makes one), newest first."""
-    from infra_lib.postgres.config import PostgresConfig
-    from infra_lib.postgres.snapshots import Snapshots
+    from infra_lib.manifest import load_manifest
 
     with _errors():
         stack = _stack(env_file, guard=False)
-        _snapshot_table(Snapshots(PostgresConfig.from_stack(stack.settings)).find(name))
+        plan = load_manifest(Path(manifest).resolve() if manifest else MANIFEST)
+        _snapshot_table(_stack_snapshots(stack, plan).find(name))
 
 
 def _seeded_services(plan: Manifest, names: Sequence[str] | None) -> list[Any]:
@@ -1102,7 +1147,6 @@ def reset(
     """
     from infra_lib.manifest import load_manifest
     from infra_lib.postgres.config import PostgresConfig
-    from infra_lib.provisioning import read_service_env
     from infra_lib.redis.config import RedisConfig
     from infra_lib.reset import AdminStores, empty_service, find_data
     from infra_lib.storage.config import S3Config
@@ -1122,13 +1166,7 @@ def reset(
             S3Config.from_stack(settings) if uses("storage") else None,
             plan.project.bucket_name,
         )
-        env_dir = _env_dir(stack.project_name)
-        redis_dbs = {}
-        for s in chosen:
-            if s.redis is not None:
-                # Read first: a service never provisioned fails here, before any change.
-                db = read_service_env(env_dir, s.name).values.get("REDIS_DB")
-                redis_dbs[s.name] = int(db) if db is not None and db.isdigit() else None
+        redis_dbs = {x.service: x.redis_db for x in _service_stores(stack, chosen)}
         found = [find_data(s, admins, redis_dbs.get(s.name)) for s in chosen]
         if any(d.present for d in found) and not yes:
             _confirm_reset([d for d in found if d.present])
@@ -1152,16 +1190,16 @@ def _snapshot_table(found: Sequence[Any]) -> None:
         print("no snapshots; `inv snapshot save NAME` makes one")
         return
     table = Table(title="snapshots (local, disposable)")
-    for column in ("name", "service", "database", "created", "PostgreSQL", "size"):
+    for column in ("name", "service", "store", "created", "size", "holds"):
         table.add_column(column)
     for part in found:
         table.add_row(
             part.name,
             part.service,
-            part.database,
+            part.store,
             part.created.isoformat(),
-            str(part.server_major),
             f"{part.size_bytes / 2**20:.1f} MiB",
+            part.detail,
         )
     _console().print(table)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from infra_lib.errors import ServiceUnavailable
+from infra_lib.redis.keys import prefix_pattern
 
 if TYPE_CHECKING:
     from infra_lib.manifest import ServiceManifest
@@ -69,11 +70,6 @@ class ServiceData:
         return f"{self.service}: {', '.join(parts) or 'empty'}"
 
 
-def _redis_pattern(prefix: str) -> str:
-    # SCAN MATCH is a glob: a prefix's own *, ?, [ or \ must match only themselves.
-    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-
-
 def _pg(config: PostgresConfig, database: str) -> Any:
     import psycopg
 
@@ -99,7 +95,7 @@ def find_data(service: ServiceManifest, admins: AdminStores, redis_db: int | Non
                 relations = int(conn.execute(_RELATIONS).fetchone()[0])
     if service.redis is not None and admins.redis is not None and redis_db is not None:
         with admins.redis.client(redis_db) as client:
-            pattern = _redis_pattern(service.redis.prefix_for(service.name))
+            pattern = prefix_pattern(service.redis.prefix_for(service.name))
             redis_keys = sum(1 for _ in client.scan_iter(match=pattern, count=1000))
     if service.storage is not None and admins.storage is not None:
         client = admins.storage.client()
@@ -133,7 +129,7 @@ def empty_service(
             )
     if service.redis is not None and admins.redis is not None and redis_db is not None:
         with admins.redis.client(redis_db) as client:
-            pattern = _redis_pattern(service.redis.prefix_for(service.name))
+            pattern = prefix_pattern(service.redis.prefix_for(service.name))
             batch: list[bytes] = []
             for key in client.scan_iter(match=pattern, count=1000):
                 batch.append(key)

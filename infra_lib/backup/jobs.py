@@ -351,12 +351,13 @@ def _own_bucket(stack: Stack, remote: RemoteStore | None) -> str | None:
 
 def _buckets_except(store: S3Config, bucket: str) -> list[BucketScope]:
     from infra_lib.backup.minio import BucketScope
+    from infra_lib.backup.minio_staging import is_internal_bucket
     from infra_lib.storage.config import translate_errors
 
     with translate_errors(store, "list the buckets"):
         names = [b.name for b in store.client().list_buckets()]
     logger.info("backup: leaving out %s, which holds the backups themselves", bucket)
-    return [BucketScope(name) for name in names if name != bucket]
+    return [BucketScope(n) for n in names if n != bucket and not is_internal_bucket(n)]
 
 
 # -- restore ----------------------------------------------------------------

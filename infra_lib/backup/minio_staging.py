@@ -51,8 +51,10 @@ PLAN_KEY = ".infra-restore-plan.json"
 
 
 def is_internal_bucket(name: str) -> bool:
-    """Whether ``name`` is a restore's staging bucket or a drill's scratch bucket."""
-    return name.startswith((STAGING_PREFIX, _DRILL_PREFIX))
+    """Whether ``name`` is a restore's staging bucket, a drill's scratch bucket or snapshots'."""
+    from infra_lib.storage.snapshots import SNAPSHOT_BUCKET
+
+    return name == SNAPSHOT_BUCKET or name.startswith((STAGING_PREFIX, _DRILL_PREFIX))
 
 
 def new_staging_name() -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "TEST_PREFIX",
     "default_key_prefix",
     "overlapping",
+    "prefix_pattern",
     "validate_key_prefix",
 ]
 
@@ -40,6 +41,11 @@ _PREFIX = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63}:){1,4}")
 def default_key_prefix(service: str) -> str:
     """The prefix a service gets when the manifest names none: ``<service>:``."""
     return f"{service}:"
+
+
+def prefix_pattern(prefix: str) -> str:
+    """The SCAN MATCH glob for every key under ``prefix`` (its own glob characters escaped)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
 
 
 def validate_key_prefix(prefix: str, *, test_session: bool = False) -> str:

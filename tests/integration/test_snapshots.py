@@ -1,10 +1,12 @@
-"""`inv snapshot` against the real PostgreSQL of the stack, as board-service's own role."""
+"""`inv snapshot` against the real stack: board-service's database, Redis keys and objects."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -12,7 +14,9 @@ from psycopg import sql
 
 from infra_lib.postgres.config import PostgresConfig
 from infra_lib.postgres.snapshots import SNAPSHOT_PREFIX, Snapshots
-from infra_lib.provisioning import read_service_env
+from infra_lib.provisioning import env_path, read_service_env
+from infra_lib.redis.config import RedisConfig
+from infra_lib.service import ServiceSettings
 from infra_lib.stack.compose import Stack
 from tests.integration.conftest import ROOT, run_inv
 
@@ -45,9 +49,8 @@ def name(stack: Stack) -> Iterator[str]:
         conn.execute("CREATE TABLE snapshot_probe (n int)")
         conn.execute("INSERT INTO snapshot_probe VALUES (1), (2), (3)")
     yield label
-    snapshots = Snapshots(PostgresConfig.from_stack(stack.settings))
-    if snapshots.find(label):
-        snapshots.remove(label)
+    if run_inv("snapshots", "--name", label).stdout.count(label):
+        assert run_inv("snapshot", "rm", label).returncode == 0
     with psycopg.connect(_url(stack), connect_timeout=5, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS snapshot_probe")
 
@@ -157,3 +160,141 @@ def test_a_restore_interrupted_after_setting_the_data_aside_is_finished_not_lost
     with psycopg.connect(**admin.connect_kwargs(autocommit=True)) as conn:
         left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (aside,)).fetchone()
     assert left is None
+
+
+def _board(stack: Stack) -> ServiceSettings:
+    return ServiceSettings.load(env_path(ROOT / "env" / stack.project_name, SERVICE), environ={})
+
+
+def _keys(stack: Stack, board: ServiceSettings) -> dict[str, Any]:
+    """board-service's keys as the admin sees them: type, value and TTL in seconds."""
+    found: dict[str, Any] = {}
+    admin = RedisConfig.from_stack(stack.settings)
+    with admin.client(int(board.require("REDIS_DB")), decode_responses=True) as client:
+        for key in sorted(client.scan_iter(match=board.redis_key_prefix + "*")):
+            kind = client.type(key)
+            value: Any = {
+                "string": lambda k: client.get(k),
+                "list": lambda k: client.lrange(k, 0, -1),
+                "hash": lambda k: client.hgetall(k),
+                "set": lambda k: sorted(client.smembers(k)),
+                "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+            }[kind](key)
+            found[key] = (kind, value, client.ttl(key))
+    return found
+
+
+def _objects(board: ServiceSettings) -> dict[str, bytes]:
+    s3 = board.s3_config().client()
+    found: dict[str, bytes] = {}
+    for prefix in board.prefixes:
+        for item in s3.list_objects(board.bucket, prefix=prefix, recursive=True):
+            response = s3.get_object(board.bucket, str(item.object_name))
+            try:
+                found[str(item.object_name)] = response.read()
+            finally:
+                response.close()
+                response.release_conn()
+    return found
+
+
+def _same_keys(now: dict[str, Any], saved: dict[str, Any]) -> None:
+    assert now.keys() == saved.keys()
+    for key, (kind, value, ttl) in saved.items():
+        assert now[key][:2] == (kind, value), key
+        # The TTL left at saving is given back; a few seconds pass in between.
+        assert (now[key][2] < 0) == (ttl < 0), key
+        assert abs(now[key][2] - ttl) <= 5, key
+
+
+def board_names(board: ServiceSettings) -> list[str]:
+    """The probe keys' names after the prefix: string, list, hash, sorted set, one added later."""
+    return [f"snapshot-probe-{n}" for n in ("string", "list", "hash", "zset", "added")]
+
+
+def object_names(board: ServiceSettings) -> list[str]:
+    """The probe objects: two saved, one added later."""
+    return [f"{board.prefixes[0]}snapshot-probe/{n}" for n in ("a.txt", "b.bin", "added")]
+
+
+@pytest.fixture
+def board_data(stack: Stack) -> Iterator[ServiceSettings]:
+    """Keys of four types (one with a TTL) and two objects of board-service; removed after."""
+    board = _board(stack)
+    names = [f"{board.redis_key_prefix}{n}" for n in board_names(board)]
+    with board.redis() as client:
+        client.set(names[0], "text", ex=600)
+        client.rpush(names[1], "a", "b", "c")
+        client.hset(names[2], mapping={"title": "plan", "owner": "ann"})
+        client.zadd(names[3], {"x": 1.5, "y": 2})
+    s3 = board.s3_config().client()
+    keys = object_names(board)
+    for key, body in zip(keys, (b"first", bytes(range(256)) * 64), strict=False):
+        s3.put_object(board.bucket, key, io.BytesIO(body), len(body))
+    yield board
+    with board.redis() as client:
+        client.delete(*names)
+    for key in keys:
+        s3.remove_object(board.bucket, key)
+
+
+def test_a_snapshot_gives_back_exactly_the_rows_keys_with_ttls_and_objects(
+    stack: Stack, name: str, board_data: ServiceSettings
+) -> None:
+    board = board_data
+    admin = RedisConfig.from_stack(stack.settings)
+    neighbour = "chat-service:snapshot-neighbour"
+    db = int(board.require("REDIS_DB"))
+    saved_keys, saved_objects = _keys(stack, board), _objects(board)
+    assert len(saved_keys) >= 4 and len(saved_objects) >= 2
+    saved = run_inv("snapshot", "save", name, "--service", SERVICE)
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    # Destructive changes in every store, and a key of another service in the same DB.
+    with admin.client(db) as client:
+        client.set(neighbour, "kept")
+    with psycopg.connect(_url(stack), connect_timeout=5, autocommit=True) as conn:
+        conn.execute("DELETE FROM snapshot_probe")
+    string, listed, hashed, _, added = (f"{board.redis_key_prefix}{n}" for n in board_names(board))
+    with board.redis() as client:
+        client.delete(hashed)
+        client.persist(string)
+        client.rpush(listed, "d")
+        client.set(added, "added")
+    s3 = board.s3_config().client()
+    first_object, second_object, new_object = object_names(board)
+    s3.remove_object(board.bucket, first_object)
+    s3.put_object(board.bucket, second_object, io.BytesIO(b"changed"), 7)
+    s3.put_object(board.bucket, new_object, io.BytesIO(b"+"), 1)
+    assert _keys(stack, board) != saved_keys and _objects(board) != saved_objects
+
+    restored = run_inv("snapshot", "restore", name, "--service", SERVICE)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert _rows(stack) == [1, 2, 3]
+    _same_keys(_keys(stack, board), saved_keys)
+    assert _objects(board) == saved_objects
+    with admin.client(db) as client:
+        assert client.get(neighbour) == b"kept"
+        client.delete(neighbour)
+
+
+def test_a_damaged_key_snapshot_is_refused_before_any_store_changes(
+    stack: Stack, name: str, board_data: ServiceSettings
+) -> None:
+    board = board_data
+    assert run_inv("snapshot", "save", name, "--service", SERVICE).returncode == 0
+    folder = ROOT / "env" / stack.project_name / "snapshots" / name
+    keys_file = folder / f"redis-{SERVICE}.jsonl"
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    assert folder.stat().st_mode & 0o777 == 0o700
+    # Cut short, as by a full disk: the last key is missing.
+    lines = keys_file.read_text().splitlines()
+    keys_file.write_text("\n".join(lines[:-1]) + "\n")
+    with psycopg.connect(_url(stack), connect_timeout=5, autocommit=True) as conn:
+        conn.execute("INSERT INTO snapshot_probe VALUES (4)")
+    before_keys, before_objects = _keys(stack, board), _objects(board)
+    refused = run_inv("snapshot", "restore", name)
+    assert refused.returncode != 0
+    assert "cannot be read" in refused.stdout + refused.stderr
+    assert _rows(stack) == [1, 2, 3, 4]
+    assert _keys(stack, board).keys() == before_keys.keys()
+    assert _objects(board) == before_objects

@@ -8,7 +8,7 @@ import pytest
 
 from infra_lib.errors import ManifestError, SeedError
 from infra_lib.manifest import parse_manifest
-from infra_lib.reset import _redis_pattern
+from infra_lib.redis.keys import prefix_pattern
 from infra_lib.seed import read_redis_seed, seed_sql_files, split_sql
 
 
@@ -93,5 +93,5 @@ def test_the_manifest_checks_seed_paths_and_their_stores() -> None:
 
 
 def test_a_redis_prefix_with_glob_characters_matches_only_itself() -> None:
-    assert _redis_pattern("board:") == "board:*"
-    assert _redis_pattern("a*[b]?:") == "a\\*\\[b\\]\\?:*"
+    assert prefix_pattern("board:") == "board:*"
+    assert prefix_pattern("a*[b]?:") == "a\\*\\[b\\]\\?:*"
