@@ -86,15 +86,17 @@ class StackSnapshots:
     def _folder(self, name: str) -> Path:
         return self._root / validate_snapshot_name(name)
 
-    def _keys(self, name: str | None) -> list[KeySnapshot]:
+    def _keys(self, name: str, services: set[str]) -> list[KeySnapshot]:
         from infra_lib.redis.snapshots import read_key_snapshot
 
-        return [read_key_snapshot(p) for p in self._files(name, "redis-*.jsonl")]
+        paths = [self._folder(name) / f"redis-{s}.jsonl" for s in sorted(services)]
+        return [read_key_snapshot(p) for p in paths if p.is_file()]
 
-    def _objects(self, name: str | None) -> list[ObjectSnapshot]:
+    def _objects(self, name: str, services: set[str]) -> list[ObjectSnapshot]:
         from infra_lib.storage.snapshots import read_object_snapshot
 
-        return [read_object_snapshot(p) for p in self._files(name, "storage-*.json")]
+        paths = [self._folder(name) / f"storage-{s}.json" for s in sorted(services)]
+        return [read_object_snapshot(p) for p in paths if p.is_file()]
 
     def _files(self, name: str | None, pattern: str) -> list[Path]:
         if not self._root.is_dir():
@@ -103,7 +105,14 @@ class StackSnapshots:
         return [f for d in folders if d.is_dir() for f in sorted(d.glob(pattern))]
 
     def find(self, name: str | None = None) -> list[SnapshotPart]:
-        """Every part of every snapshot (or of ``name``), newest first."""
+        """Every part of every snapshot (or of ``name``), newest first.
+
+        A part whose file cannot be read is listed as damaged rather than
+        hiding the others: it can still be removed, never restored.
+        """
+        from infra_lib.redis.snapshots import read_key_snapshot
+        from infra_lib.storage.snapshots import read_object_snapshot
+
         parts = [
             SnapshotPart(
                 s.name,
@@ -115,28 +124,38 @@ class StackSnapshots:
             )
             for s in self._databases.find(name)
         ]
-        parts += [
-            SnapshotPart(
-                k.path.parent.name,
-                k.service,
-                "redis",
-                k.created,
-                k.size_bytes,
-                f"{k.keys} key(s) under {k.prefix}, Redis {k.redis_version}",
+        for path in self._files(name, "redis-*.jsonl"):
+            try:
+                k = read_key_snapshot(path)
+            except ConfigError as exc:
+                parts.append(_damaged(path, "redis", exc))
+                continue
+            parts.append(
+                SnapshotPart(
+                    path.parent.name,
+                    k.service,
+                    "redis",
+                    k.created,
+                    k.size_bytes,
+                    f"{k.keys} key(s) under {k.prefix}, Redis {k.redis_version}",
+                )
             )
-            for k in self._keys(name)
-        ]
-        parts += [
-            SnapshotPart(
-                o.name,
-                o.service,
-                "storage",
-                o.created,
-                o.size_bytes,
-                f"{len(o.objects)} object(s) under {', '.join(o.prefixes)}",
+        for path in self._files(name, "storage-*.json"):
+            try:
+                o = read_object_snapshot(path)
+            except ConfigError as exc:
+                parts.append(_damaged(path, "storage", exc))
+                continue
+            parts.append(
+                SnapshotPart(
+                    o.name,
+                    o.service,
+                    "storage",
+                    o.created,
+                    o.size_bytes,
+                    f"{len(o.objects)} object(s) under {', '.join(o.prefixes)}",
+                )
             )
-            for o in self._objects(name)
-        ]
         return sorted(parts, key=lambda p: (p.created, p.service, p.store), reverse=True)
 
     def latest(self) -> str:
@@ -216,8 +235,8 @@ class StackSnapshots:
         missing = wanted - held
         if missing:
             raise ConfigError(f"snapshot {name!r} holds nothing of {', '.join(sorted(missing))}")
-        key_parts = [k for k in self._keys(name) if k.service in wanted]
-        object_parts = [o for o in self._objects(name) if o.service in wanted]
+        key_parts = self._keys(name, wanted)
+        object_parts = self._objects(name, wanted)
         for k in key_parts:
             db = redis_dbs.get(k.service)
             if db is None:
@@ -247,12 +266,13 @@ class StackSnapshots:
     # -- internals ----------------------------------------------------------
 
     def _remove_parts(self, name: str) -> None:
-        from infra_lib.storage.snapshots import remove_object_snapshot
+        from infra_lib.storage.snapshots import remove_copies
 
         if self._databases.find(name):
             self._databases.remove(name)
-        for o in self._objects(name) if self._storage is not None else ():
-            remove_object_snapshot(self._storage_client(), o)
+        if self._storage is not None:
+            # By folder, not by list file: a damaged list still goes.
+            remove_copies(self._storage_client(), name)
         shutil.rmtree(self._folder(name), ignore_errors=True)
 
     def _redis_client(self, db: int) -> redis.Redis:
@@ -264,3 +284,11 @@ class StackSnapshots:
         if self._storage is None:
             raise ConfigError("this stack has no object storage, but the snapshot has objects")
         return self._storage.client()
+
+
+def _damaged(path: Path, store: str, exc: ConfigError) -> SnapshotPart:
+    service = path.stem.split("-", 1)[-1]
+    created = datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(microsecond=0)
+    return SnapshotPart(
+        path.parent.name, service, store, created, path.stat().st_size, f"DAMAGED: {exc}"
+    )

@@ -35,7 +35,7 @@ __all__ = [
     "ObjectSnapshot",
     "check_restorable",
     "read_object_snapshot",
-    "remove_object_snapshot",
+    "remove_copies",
     "restore_objects",
     "save_objects",
 ]
@@ -212,11 +212,8 @@ def restore_objects(client: Minio, snapshot: ObjectSnapshot) -> int:
     return len(extra)
 
 
-def remove_object_snapshot(client: Minio, snapshot: ObjectSnapshot) -> None:
-    """Remove the snapshot's copies (its list file is the caller's)."""
+def remove_copies(client: Minio, name: str) -> None:
+    """Remove every copy snapshot ``name`` holds (its list files are the caller's)."""
     if client.bucket_exists(SNAPSHOT_BUCKET):
-        _remove(
-            client,
-            SNAPSHOT_BUCKET,
-            [o.object_name for o in _listed(client, SNAPSHOT_BUCKET, [snapshot.folder])],
-        )
+        copies = _listed(client, SNAPSHOT_BUCKET, [f"{name}/"])
+        _remove(client, SNAPSHOT_BUCKET, [o.object_name for o in copies])
