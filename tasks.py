@@ -483,21 +483,32 @@ def up(
             env_file, with_ or [], without or [], print, allow_foreign=allow_foreign_project
         )
         names = [s.name for s in stack.resolve(service)]
+        if wait:
+            from infra_lib.stack.probes import preload
+
+            preload(names)
         observability = is_enabled(stack.settings)
         if observability:
             _observability_up(stack, None)
         gateway = gateway_enabled(stack.settings) and "gateway" in names
         say: Callable[[str], None] | None = print if verbose else None
+        known = None
+        started: set[str] = set()
         if gateway:
             # nginx looks MinIO and LiveKit up when it loads its config (and
             # nginx -t does too): they start first, then the checked config
-            # and certificates are written, then the gateway starts.
+            # and certificates are written, then the gateway starts. When
+            # everything already runs healthy, one Compose run does.
+            known = stack.status(names)
             others = [n for n in names if n != "gateway"]
-            if others:
+            if others and not all(s.ok for s in known):
                 stack.up(others, wait=wait, timeout=timeout, on_output=say)
+                started |= stack.last_started
+                known = None
             gateway_report = _gateway_apply(stack, None)
-        statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say)
-        if gateway:
+        statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say, known=known)
+        started |= stack.last_started
+        if gateway and started & {"minio", "livekit"}:
             from infra_lib.gateway.apply import reload as reload_gateway
 
             # A recreated MinIO or LiveKit container has a new address.
@@ -613,11 +624,10 @@ def status(
             )
         from infra_lib.chaos.disk import full_volumes
 
-        containers = stack.containers()
-        rows = stack.status(service, containers=containers)
+        rows = stack.status(service)
         checks: dict[str, str] | None = None
         failed = [r.name for r in rows if not r.ok]
-        full = full_volumes(stack, [r.name for r in rows if r.ok], containers)
+        full = full_volumes(stack, [r.name for r in rows if r.ok])
         if probe:
             from infra_lib.errors import ServiceUnavailable
             from infra_lib.stack.probes import probe as run_probe

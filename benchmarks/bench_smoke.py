@@ -55,6 +55,11 @@ def main() -> int:
     print(
         f"smoke checks={len(report.results)} checks_s={best_checks:.2f} inv_smoke_s={best_cli:.2f}"
     )
+    budget = 2 * best_checks + 0.3
+    print(
+        f"smoke inv_smoke_s={best_cli:.2f} vs 2 x checks + 0.3 s = {budget:.2f}: "
+        f"{'within' if best_cli <= budget else 'OVER'} (ratio {best_cli / budget:.2f})"
+    )
     print(f"smoke bare_probes_s={best_probes:.2f} (one admin probe per server, sequential)")
     print(f"smoke under 10 s: {'yes' if best_cli < 10 else 'NO'}")
     return 0

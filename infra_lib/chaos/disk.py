@@ -13,7 +13,6 @@ and only the filler, by its fixed name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,15 +79,16 @@ def _mb(value: int) -> str:
 
 def volume_usage(stack: Stack, container: Container, path: str) -> VolumeUsage:
     """``df`` of ``path`` inside the running ``container``."""
-    out = _run_as_root(stack, container, ["df", "-Pk", path])
+    return _parse_df(_run_as_root(stack, container, ["df", "-Pk", path]), path, container.name)
+
+
+def _parse_df(out: str, path: str, where: str) -> VolumeUsage:
     lines = out.strip().splitlines()
     try:
         fields = lines[-1].split()
         size, free = int(fields[1]) * 1024, int(fields[3]) * 1024
     except (IndexError, ValueError):
-        raise StackError(
-            f"could not read the free space of {path} in {container.name}: {out!r}"
-        ) from None
+        raise StackError(f"could not read the free space of {path} in {where}: {out!r}") from None
     return VolumeUsage(path, size, free)
 
 
@@ -177,30 +177,30 @@ def _run_as_root(stack: Stack, container: Container, command: list[str]) -> str:
     return run_in(stack, container, command, user="0")
 
 
-def full_volumes(
-    stack: Stack, services: list[str], containers: Mapping[str, Container] | None = None
-) -> dict[str, VolumeUsage]:
+def full_volumes(stack: Stack, services: list[str]) -> dict[str, VolumeUsage]:
     """The data volumes among ``services``' running containers that are full.
 
-    One ``df`` per service, run side by side; a service whose container is
-    not running, or cannot run ``df``, is left out (its state says enough).
-    ``containers`` (from :meth:`Stack.containers`) saves a query.
+    One ``df`` per service, run side by side, straight through the Docker
+    CLI (``inv status`` runs this on every call); a service whose container
+    is not running, or cannot run ``df``, is left out (its state says enough).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(service: str) -> tuple[str, VolumeUsage | None]:
-        container = found_containers.get(service)
-        if container is None or not container.state.running or container.state.paused:
-            return service, None
+    def one(item: tuple[str, str]) -> tuple[str, VolumeUsage | None]:
+        service, container = item
+        path = DATA_PATHS[service]
         try:
-            return service, volume_usage(stack, container, DATA_PATHS[service])
+            out = stack.docker_output(["exec", "--user", "0", container, "df", "-Pk", path])
+            return service, _parse_df(out, path, service)
         except StackError:
             return service, None
 
     wanted = [s for s in services if s in DATA_PATHS]
     if not wanted:
         return {}
-    found_containers = stack.containers() if containers is None else containers
-    with ThreadPoolExecutor(len(wanted)) as pool:
-        found = list(pool.map(one, wanted))
+    running = list(stack.running_ids(wanted).items())
+    if not running:
+        return {}
+    with ThreadPoolExecutor(len(running)) as pool:
+        found = list(pool.map(one, running))
     return {name: usage for name, usage in found if usage is not None and usage.full}

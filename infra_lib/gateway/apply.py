@@ -96,10 +96,11 @@ def check_config(stack: Stack, paths: GatewayPaths, text: str) -> None:
 def apply_config(stack: Stack, paths: GatewayPaths, text: str) -> bool:
     """Check ``text`` with nginx, then make it the gateway's config; false if it already was."""
     with locked(paths.root / ".apply.lock"):
-        check_config(stack, paths, text)
         current = paths.config_file
         if current.is_file() and current.read_text(encoding="utf-8") == text:
+            # It passed nginx -t when it was written; checking again costs a container run.
             return False
+        check_config(stack, paths, text)
         write_private_file(current, text)
         return True
 
@@ -114,9 +115,10 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
     tls = ensure_tls(stack.settings, paths)
     text = render_for(stack, manifest)
     if dry_run:
-        check_config(stack, paths, text)
         current = paths.config_file
         changed = not current.is_file() or current.read_text(encoding="utf-8") != text
+        if changed:
+            check_config(stack, paths, text)
     else:
         changed = apply_config(stack, paths, text)
     config_change: Change = ("planned" if dry_run else "change") if changed else "unchanged"

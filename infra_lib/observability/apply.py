@@ -59,6 +59,24 @@ class Prepared:
     credentials_changed: bool = False
 
 
+def _check(stack: Stack, paths: LayerPaths, text: str) -> None:
+    """Run ``text`` through -dryRun in a scratch folder of its own.
+
+    One folder per run: concurrent runs (`inv provision` in parallel, or
+    `up` beside `provision`) would otherwise delete each other's candidate
+    while its check runs. mkdtemp makes it 0700.
+    """
+    from infra_lib.observability.store import check_scrape_config
+
+    scratch = Path(tempfile.mkdtemp(prefix="check-", dir=paths.root))
+    try:
+        candidate = scratch / "scrape.yml"
+        write_private_file(candidate, text)
+        check_scrape_config(stack, candidate)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = False) -> Prepared:
     """Write the credentials and the checked scrape config for ``stack``.
 
@@ -79,22 +97,13 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
     )
     text = render_scrape_config(settings, build_scrape_jobs(manifest))
     paths.make_dirs()
-    # One folder per run: concurrent runs (`inv provision` in parallel, or
-    # `up` beside `provision`) would otherwise delete each other's candidate
-    # while its check runs. mkdtemp makes it 0700.
-    scratch = Path(tempfile.mkdtemp(prefix="check-", dir=paths.root))
-    try:
-        candidate = scratch / "scrape.yml"
-        write_private_file(candidate, text)
-        from infra_lib.observability.store import check_scrape_config
-
-        check_scrape_config(stack, candidate)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if dry_run:
-        current = paths.scrape_file
-        changed = not current.is_file() or current.read_text(encoding="utf-8") != text
-    else:
+    current = paths.scrape_file
+    # A file equal to the one in place passed -dryRun when it was written;
+    # checking it again costs a container run on every `inv up`.
+    changed = not current.is_file() or current.read_text(encoding="utf-8") != text
+    if changed:
+        _check(stack, paths, text)
+    if not dry_run:
         changed = write_scrape_config(paths, text)
     after = paths.secrets_env.read_bytes() if paths.secrets_env.is_file() else None
     secrets_change: Change = "unchanged"

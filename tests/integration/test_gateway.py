@@ -231,7 +231,12 @@ def routed(gateway_on: Stack, manifest_file: tuple[Path, int], tls: ssl.SSLConte
     prepare(stack, load_manifest(manifest_file[0]), ROOT / "env" / stack.project_name)
     assert reload(stack)
     base = PublicUrls.from_settings(stack.settings).base
-    _until("the echo route", lambda: _get(f"{base}/api/echo/ready", tls)[0] == 200)
+    # Three answers in a row: during a graceful reload an old worker may
+    # still take a new connection for a moment, with the old routes.
+    _until(
+        "the echo route",
+        lambda: all(_get(f"{base}/api/echo/ready", tls)[0] == 200 for _ in range(3)),
+    )
     return stack
 
 
