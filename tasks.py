@@ -492,21 +492,18 @@ def up(
             _observability_up(stack, None)
         gateway = gateway_enabled(stack.settings) and "gateway" in names
         say: Callable[[str], None] | None = print if verbose else None
-        known = None
         started: set[str] = set()
         if gateway:
             # nginx looks MinIO and LiveKit up when it loads its config (and
             # nginx -t does too): they start first, then the checked config
             # and certificates are written, then the gateway starts. When
             # everything already runs healthy, one Compose run does.
-            known = stack.status(names)
             others = [n for n in names if n != "gateway"]
-            if others and not all(s.ok for s in known):
+            if others and not all(s.ok for s in stack.status(names)):
                 stack.up(others, wait=wait, timeout=timeout, on_output=say)
                 started |= stack.last_started
-                known = None
             gateway_report = _gateway_apply(stack, None)
-        statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say, known=known)
+        statuses = stack.up(names, wait=wait, timeout=timeout, on_output=say)
         started |= stack.last_started
         if gateway and started & {"minio", "livekit"}:
             from infra_lib.gateway.apply import reload as reload_gateway

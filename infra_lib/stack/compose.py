@@ -25,6 +25,7 @@ from infra_lib.errors import (
 from infra_lib.stack.ports import check_ports_free
 from infra_lib.stack.services import SERVICE_NAMES, ServiceSpec, service_spec, services_for
 from infra_lib.stack.settings import StackSettings
+from infra_lib.stack.upstate import UpState, fingerprint, read_state, write_state
 
 if TYPE_CHECKING:
     from python_on_whales import Container, DockerClient
@@ -164,23 +165,24 @@ class Stack:
         services: Sequence[str] | None = None,
         *,
         containers: Mapping[str, Container] | None = None,
+        rows: Mapping[str, _PsRow] | None = None,
     ) -> list[ServiceStatus]:
         """State and health of each service; ``missing`` when it has no container.
 
-        ``containers`` (from :meth:`containers`) saves the query when the
-        caller needs the containers too.
+        ``containers`` (from :meth:`containers`) or ``rows`` (from the
+        engine's list) saves the query when the caller has it already.
         """
         specs = self.resolve(services)
         if containers is not None:
-            rows = {
+            seen = {
                 name: (str(c.state.status), _health(c.state.health))
                 for name, c in containers.items()
             }
         else:
-            rows = {name: (row.state, row.health) for name, row in self._ps().items()}
+            seen = {name: (row.state, row.health) for name, row in (rows or self._ps()).items()}
         result = []
         for spec in specs:
-            state, health = rows.get(spec.name, ("missing", "-"))
+            state, health = seen.get(spec.name, ("missing", "-"))
             result.append(ServiceStatus(spec.name, state, health, spec.endpoint(self.settings)))
         return result
 
@@ -215,15 +217,13 @@ class Stack:
         wait: bool = True,
         timeout: int = 180,
         on_output: Callable[[str], None] | None = None,
-        known: Sequence[ServiceStatus] | None = None,
     ) -> list[ServiceStatus]:
         """Start ``services`` (all by default) and wait until they are healthy.
 
-        ``known`` is a :meth:`status` of these services the caller has just
-        taken; it saves asking Docker again.
-
         Running services whose configuration is unchanged are left alone (a
-        fast no-op); changed ones are recreated. Ports of
+        fast no-op, without running Compose when nothing it reads changed
+        since the last ``up``: see :mod:`infra_lib.stack.upstate`); changed
+        ones are recreated. Ports of
         services that are not running are checked first, so a taken port is
         reported with the variable that moves it. On failure raises
         :class:`ServiceUnhealthy` naming the service, with its last log lines.
@@ -240,11 +240,13 @@ class Stack:
                 "made with an old one)."
             )
         names = [s.name for s in specs]
-        before = {s.name: s for s in known or ()}
-        if not set(names) <= before.keys():
-            before = {s.name: s for s in self.status(names)}
-        # Compose itself is the no-op check: it leaves containers whose config
-        # is unchanged alone and recreates the ones whose config changed.
+        rows = self._ps()
+        before = {s.name: s for s in self.status(names, rows=rows)}
+        current = self._fingerprint()
+        state = read_state(self._state_file)
+        if state is not None and _unchanged(state, current, names, rows):
+            self.last_started = frozenset()
+            return [before[n] for n in names]
         check_ports_free(self.settings, [s for s in specs if before[s.name].state != "running"])
 
         from python_on_whales.exceptions import DockerException
@@ -270,12 +272,42 @@ class Stack:
             self._raise_for_failure(exc, names)
         finally:
             self.last_started = frozenset(started)
-        if wait and all(before[n].ok for n in names):
-            # Every service was up and healthy, and `--wait` saw the ones
-            # Compose recreated healthy again: asking Docker once more would
-            # tell nothing new, and costs a Compose run.
-            return [before[n] for n in names]
-        return self.status(names)
+        after = self._ps()
+        if wait:
+            self._record(current, state, names, after)
+        return self.status(names, rows=after)
+
+    @property
+    def _state_file(self) -> Path:
+        return self.paths.root / "env" / self.project_name / "up-state.json"
+
+    def _fingerprint(self) -> str:
+        return fingerprint(
+            project=self.project_name,
+            profiles=self.settings.profiles,
+            compose_files=[self.paths.compose_file, *self.extra_compose_files],
+            env_files=[self.paths.env_file, *self.extra_env_files],
+            secrets_dir=self.settings.secrets_dir,
+        )
+
+    def _record(
+        self, current: str, state: UpState | None, names: list[str], rows: Mapping[str, _PsRow]
+    ) -> None:
+        """Remember the containers ``up`` left healthy, for the next no-op check."""
+        # Services not in this `up` keep their entries only if nothing changed
+        # since theirs: they were not recreated with the new configuration.
+        kept = dict(state.containers) if state and state.fingerprint == current else {}
+        for name in names:
+            row = rows.get(name)
+            if row is not None and row.ok:
+                kept[name] = (row.id, row.image)
+            else:
+                kept.pop(name, None)
+        try:
+            write_state(self._state_file, UpState(current, kept))
+        except OSError as exc:
+            # Without the record the next `up` runs Compose: slower, not wrong.
+            logger.debug("could not record the stack's state: %s", exc)
 
     def _started_in(self, line: str) -> list[str]:
         """The service a Compose progress line (``Container infra-redis-1  Recreated``)
@@ -298,6 +330,7 @@ class Stack:
         from infra_lib.stack.settings import KNOWN_PROFILES
 
         client = self._make_client(KNOWN_PROFILES)
+        self._state_file.unlink(missing_ok=True)
         self._call(lambda: client.compose.down(volumes=volumes, timeout=timeout, quiet=True))
 
     def remove(self, services: Sequence[str]) -> None:
@@ -433,7 +466,8 @@ class Stack:
                 "--filter",
                 "label=com.docker.compose.oneoff=False",
                 "--format",
-                '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Status}}',
+                '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Status}}'
+                "\t{{.Image}}",
             ]
         )
         return _parse_ps(text)
@@ -555,10 +589,28 @@ class _PsRow:
     id: str
     state: str
     health: str
+    # The image reference the container was made from; the engine shows the
+    # image ID instead once that tag names another image.
+    image: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "running" and self.health in ("healthy", "none")
+
+
+def _unchanged(state: UpState, current: str, names: list[str], rows: Mapping[str, _PsRow]) -> bool:
+    """Whether Compose would leave every one of ``names`` as it is."""
+    if state.fingerprint != current:
+        return False
+    for name in names:
+        row = rows.get(name)
+        if row is None or not row.ok or state.containers.get(name) != (row.id, row.image):
+            return False
+    return True
 
 
 def _parse_ps(text: str) -> dict[str, _PsRow]:
-    """``ID<TAB>service<TAB>state<TAB>status`` lines into rows by service.
+    """``ID<TAB>service<TAB>state<TAB>status<TAB>image`` lines into rows by service.
 
     Health is only in the status text: ``Up 2 minutes (healthy)``,
     ``(unhealthy)``, ``(health: starting)``; none without a healthcheck.
@@ -566,9 +618,10 @@ def _parse_ps(text: str) -> dict[str, _PsRow]:
     rows: dict[str, _PsRow] = {}
     for line in text.splitlines():
         fields = line.split("\t")
-        if len(fields) != 4 or not fields[0] or not fields[1]:
+        if len(fields) not in (4, 5) or not fields[0] or not fields[1]:
             continue
-        container, service, state, status = fields
+        container, service, state, status = fields[:4]
+        image = fields[4] if len(fields) == 5 else ""
         health = "none"
         if "(healthy)" in status:
             health = "healthy"
@@ -576,7 +629,7 @@ def _parse_ps(text: str) -> dict[str, _PsRow]:
             health = "unhealthy"
         elif "(health: starting)" in status:
             health = "starting"
-        rows[service] = _PsRow(id=container, state=state or "unknown", health=health)
+        rows[service] = _PsRow(container, state or "unknown", health, image)
     return rows
 
 

@@ -143,3 +143,43 @@ def test_auto_ports_lets_a_second_checkout_run_beside_the_first(
     again = run_inv("init", "--auto-ports", env_file=throwaway_env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "unchanged" in again.stdout
+
+
+def test_an_unchanged_stack_skips_compose_and_a_change_recreates(throwaway_env: Path) -> None:
+    stack = _stack(throwaway_env)
+    state_file = ROOT / "env" / stack.project_name / "up-state.json"
+    args = ("up", "--service", "redis", "--no-provision", "--verbose")
+    first = run_inv(*args, env_file=throwaway_env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert state_file.is_file()
+    assert "compose:" in first.stderr, "Compose's progress is logged when it runs"
+    before = stack.running_ids(["redis"])
+
+    again = run_inv(*args, env_file=throwaway_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "compose:" not in again.stderr, "nothing changed, so Compose must not run"
+    assert stack.running_ids(["redis"]) == before
+
+    stack.stop(["redis"])
+    restarted = run_inv(*args, env_file=throwaway_env)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert stack.status(["redis"])[0].ok, "a stopped container is started again"
+
+    text = throwaway_env.read_text()
+    throwaway_env.write_text(text.replace("REDIS_MAXMEMORY=256mb", "REDIS_MAXMEMORY=64mb"))
+    changed = run_inv(*args, env_file=throwaway_env)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert stack.running_ids(["redis"]) != before, "a changed setting recreates the container"
+    inspect = stack.docker_output(
+        [
+            "container",
+            "inspect",
+            "--format",
+            "{{json .Config.Env}}",
+            *stack.running_ids(["redis"]).values(),
+        ]
+    )
+    assert "REDIS_MAXMEMORY=64mb" in inspect
+
+    run_inv("down", env_file=throwaway_env)
+    assert not state_file.exists(), "down forgets what ran"
