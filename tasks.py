@@ -611,44 +611,50 @@ def status(
     """
     with _errors():
         stack = _stack(env_file, guard=False)
-        foreign = stack.foreign_directory()
-        if foreign is not None:
-            _warn(
-                [
-                    f"project {stack.project_name!r} was created from {foreign}, not this "
-                    "checkout: these are another checkout's containers"
-                ]
-            )
-        from infra_lib.chaos.disk import full_volumes
+        with stack.one_listing():
+            _status(stack, service, probe=probe)
 
-        rows = stack.status(service)
-        checks: dict[str, str] | None = None
-        failed = [r.name for r in rows if not r.ok]
-        full = full_volumes(stack, [r.name for r in rows if r.ok])
-        if probe:
-            from infra_lib.errors import ServiceUnavailable
-            from infra_lib.stack.probes import probe as run_probe
 
-            checks = {}
-            for row in rows:
-                try:
-                    checks[row.name] = run_probe(stack.settings, row.name).detail
-                except ServiceUnavailable as exc:
-                    checks[row.name] = f"FAILED: {exc}"
-                    failed.append(row.name)
-        _status_table(f"stack {stack.project_name!r}", rows, checks)
-        for name, usage in full.items():
-            _warn(
-                [
-                    f"{name}: disk full: its data volume ({usage.path}) has "
-                    f"{usage.describe()}; its writes fail with 'No space left on device'. "
-                    "Free space on the volume (`inv chaos --recover` if a disk-full "
-                    "experiment was left behind)"
-                ]
-            )
-            failed.append(name)
-        if failed:
-            raise Exit(f"not healthy: {', '.join(sorted(set(failed)))}", code=1)
+def _status(stack: Stack, service: list[str] | None, *, probe: bool) -> None:
+    """The status table of one engine listing; Exit 1 naming what is not healthy."""
+    foreign = stack.foreign_directory()
+    if foreign is not None:
+        _warn(
+            [
+                f"project {stack.project_name!r} was created from {foreign}, not this "
+                "checkout: these are another checkout's containers"
+            ]
+        )
+    from infra_lib.chaos.disk import full_volumes
+
+    rows = stack.status(service)
+    checks: dict[str, str] | None = None
+    failed = [r.name for r in rows if not r.ok]
+    full = full_volumes(stack, [r.name for r in rows if r.ok])
+    if probe:
+        from infra_lib.errors import ServiceUnavailable
+        from infra_lib.stack.probes import probe as run_probe
+
+        checks = {}
+        for row in rows:
+            try:
+                checks[row.name] = run_probe(stack.settings, row.name).detail
+            except ServiceUnavailable as exc:
+                checks[row.name] = f"FAILED: {exc}"
+                failed.append(row.name)
+    _status_table(f"stack {stack.project_name!r}", rows, checks)
+    for name, usage in full.items():
+        _warn(
+            [
+                f"{name}: disk full: its data volume ({usage.path}) has "
+                f"{usage.describe()}; its writes fail with 'No space left on device'. "
+                "Free space on the volume (`inv chaos --recover` if a disk-full "
+                "experiment was left behind)"
+            ]
+        )
+        failed.append(name)
+    if failed:
+        raise Exit(f"not healthy: {', '.join(sorted(set(failed)))}", code=1)
 
 
 @task(

@@ -180,15 +180,23 @@ def _run_as_root(stack: Stack, container: Container, command: list[str]) -> str:
 def full_volumes(stack: Stack, services: list[str]) -> dict[str, VolumeUsage]:
     """The data volumes among ``services``' running containers that are full.
 
-    One ``df`` per service, run side by side, straight through the Docker
-    CLI (``inv status`` runs this on every call); a service whose container
-    is not running, or cannot run ``df``, is left out (its state says enough).
+    ``inv status`` runs this on every call, so it asks the engine once where
+    each data path is mounted from and, when the engine runs on this host
+    and that directory can be read here, measures it with ``statvfs`` (what
+    ``df`` in the container would read, without a 0.1 s ``docker exec``).
+    Otherwise one ``df`` per service runs in its container, side by side. A
+    service whose container is not running, or cannot run ``df``, is left
+    out (its state says enough).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     def one(item: tuple[str, str]) -> tuple[str, VolumeUsage | None]:
         service, container = item
         path = DATA_PATHS[service]
+        source = sources.get(container, {}).get(path)
+        usage = _host_usage(source, path) if source else None
+        if usage is not None:
+            return service, usage
         try:
             out = stack.docker_output(["exec", "--user", "0", container, "df", "-Pk", path])
             return service, _parse_df(out, path, service)
@@ -201,6 +209,62 @@ def full_volumes(stack: Stack, services: list[str]) -> dict[str, VolumeUsage]:
     running = list(stack.running_ids(wanted).items())
     if not running:
         return {}
+    sources = _mount_sources(stack, [c for _, c in running]) if _engine_is_local() else {}
     with ThreadPoolExecutor(len(running)) as pool:
         found = list(pool.map(one, running))
     return {name: usage for name, usage in found if usage is not None and usage.full}
+
+
+def _engine_is_local() -> bool:
+    """Whether the engine's paths are this machine's (not a VM's or another host's)."""
+    import json
+    import os
+    from pathlib import Path
+
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return False
+    context = os.environ.get("DOCKER_CONTEXT")
+    if context is None:
+        config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+        try:
+            context = json.loads(config.read_text()).get("currentContext")
+        except (OSError, ValueError, AttributeError):
+            context = None
+    # Docker Desktop's contexts run the engine in a VM whose paths are not ours.
+    return context in (None, "", "default")
+
+
+def _mount_sources(stack: Stack, containers: list[str]) -> dict[str, dict[str, str]]:
+    """Per container ID, each mount's destination and its source on the engine's host."""
+    try:
+        out = stack.docker_output(
+            [
+                "container",
+                "inspect",
+                "--format",
+                "{{.Id}}{{range .Mounts}}\t{{.Destination}}={{.Source}}{{end}}",
+                *containers,
+            ]
+        )
+    except StackError:
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for line in out.splitlines():
+        container, *mounts = line.split("\t")
+        found[container] = dict(m.split("=", 1) for m in mounts if "=" in m)
+    return found
+
+
+def _host_usage(source: str, path: str) -> VolumeUsage | None:
+    """``df`` of the mount's source read here, or ``None`` when it cannot be read."""
+    import os
+    from pathlib import Path
+
+    try:
+        if not Path(source).is_dir():
+            return None
+        stat = os.statvfs(source)
+    except OSError:
+        return None
+    return VolumeUsage(path, stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize)

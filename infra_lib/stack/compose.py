@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -110,6 +111,7 @@ class Stack:
         #: The services the last :meth:`up` created, recreated or started
         #: (not those Compose found running with their config unchanged).
         self.last_started: frozenset[str] = frozenset()
+        self._listing: dict[str, _PsRow] | None = None
 
     @property
     def project_name(self) -> str:
@@ -358,28 +360,29 @@ class Stack:
         if shutil.which("docker") is None:
             return None
         ours = self.paths.compose_file.parent
-        project = f"{_PROJECT_LABEL}={self.project_name}"
         try:
-            # One `docker ps` with the label Compose sets, no inspect.
-            listed = self.docker_output(
-                [
-                    "container",
-                    "list",
-                    "--all",
-                    "--filter",
-                    f"label={project}",
-                    "--format",
-                    f'{{{{.Label "{_DIR_LABEL}"}}}}',
-                ]
-            )
+            rows = self._ps()
         except StackError as exc:
             logger.debug("cannot list the containers of %s: %s", self.project_name, exc)
             return None
-        for where in sorted(set(listed.splitlines())):
+        for where in sorted({row.directory for row in rows.values()}):
             # A path spelled differently (a symlink) may still be this checkout.
             if where and Path(where).resolve() != ours:
                 return where
         return None
+
+    @contextmanager
+    def one_listing(self) -> Iterator[None]:
+        """Within the block every query reads the same engine list, taken once.
+
+        A status is one moment: asking the engine again for the project
+        check, the table and the volumes would cost a run each.
+        """
+        self._listing = {}
+        try:
+            yield
+        finally:
+            self._listing = None
 
     def ensure_own(
         self, *, allow_foreign: bool = False, environ: Mapping[str, str] | None = None
@@ -455,6 +458,8 @@ class Stack:
         has what a status needs in 0.02 s. One-off containers (``compose
         run``) are not the service's.
         """
+        if self._listing:
+            return self._listing
         text = self.docker_output(
             [
                 "container",
@@ -467,10 +472,13 @@ class Stack:
                 "label=com.docker.compose.oneoff=False",
                 "--format",
                 '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Status}}'
-                "\t{{.Image}}",
+                f'\t{{{{.Image}}}}\t{{{{.Label "{_DIR_LABEL}"}}}}',
             ]
         )
-        return _parse_ps(text)
+        rows = _parse_ps(text)
+        if self._listing is not None:
+            self._listing = rows
+        return rows
 
     def docker_output(self, args: list[str]) -> str:
         """The output of a short ``docker`` command (a list, an exec), run directly.
@@ -592,6 +600,8 @@ class _PsRow:
     # The image reference the container was made from; the engine shows the
     # image ID instead once that tag names another image.
     image: str = ""
+    # The project directory Compose ran in (another checkout's, possibly).
+    directory: str = ""
 
     @property
     def ok(self) -> bool:
@@ -610,7 +620,7 @@ def _unchanged(state: UpState, current: str, names: list[str], rows: Mapping[str
 
 
 def _parse_ps(text: str) -> dict[str, _PsRow]:
-    """``ID<TAB>service<TAB>state<TAB>status<TAB>image`` lines into rows by service.
+    """``ID<TAB>service<TAB>state<TAB>status[<TAB>image<TAB>directory]`` lines by service.
 
     Health is only in the status text: ``Up 2 minutes (healthy)``,
     ``(unhealthy)``, ``(health: starting)``; none without a healthcheck.
@@ -618,10 +628,10 @@ def _parse_ps(text: str) -> dict[str, _PsRow]:
     rows: dict[str, _PsRow] = {}
     for line in text.splitlines():
         fields = line.split("\t")
-        if len(fields) not in (4, 5) or not fields[0] or not fields[1]:
+        if len(fields) < 4 or not fields[0] or not fields[1]:
             continue
         container, service, state, status = fields[:4]
-        image = fields[4] if len(fields) == 5 else ""
+        image, directory = (*fields[4:6], "", "")[:2]
         health = "none"
         if "(healthy)" in status:
             health = "healthy"
@@ -629,7 +639,7 @@ def _parse_ps(text: str) -> dict[str, _PsRow]:
             health = "unhealthy"
         elif "(health: starting)" in status:
             health = "starting"
-        rows[service] = _PsRow(container, state or "unknown", health, image)
+        rows[service] = _PsRow(container, state or "unknown", health, image, directory)
     return rows
 
 

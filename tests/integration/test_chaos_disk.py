@@ -133,3 +133,22 @@ def test_a_volume_on_the_hosts_disk_is_refused_and_nothing_is_recorded(
         run_experiment(stack, ledger, "disk-full", "postgres", duration=2, size_mb=64)
     assert ledger.read() is None
     assert not _filler(stack)
+
+
+def test_the_free_space_read_on_the_host_is_what_df_in_the_container_reads(
+    stack: Stack,
+) -> None:
+    from infra_lib.chaos.disk import DATA_PATHS, _host_usage, _mount_sources, _parse_df
+
+    ids = stack.running_ids(list(DATA_PATHS))
+    assert ids, "the stack's data services must be running"
+    sources = _mount_sources(stack, list(ids.values()))
+    for service, container in ids.items():
+        path = DATA_PATHS[service]
+        host = _host_usage(sources[container][path], path)
+        assert host is not None, f"{service}: the engine here is local, its volumes readable"
+        out = stack.docker_output(["exec", "--user", "0", container, "df", "-Pk", path])
+        inside = _parse_df(out, path, service)
+        assert abs(host.size - inside.size) < 1 << 20, service
+        assert abs(host.free - inside.free) < 64 << 20, service
+    assert _host_usage("/nonexistent/volume", "/data") is None
