@@ -207,33 +207,45 @@ def main() -> int:
         )
 
         raw_restore_times, our_restore_times = [], []
-        for n in range(args.rounds):
+
+        def raw_round(n: int) -> None:
             target = f"bench_backup_{tag}_raw{n}"
             made.append(target)
 
-            def create_and_restore(target: str = target) -> None:
+            def create_and_restore() -> None:
                 # Ours creates its database too, so the raw side pays for that as well.
                 admin_execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
                 raw_restore(tools, target, raw_file)
 
+            admin_execute(sql.SQL("CHECKPOINT"))
             seconds, _ = timed(create_and_restore)
             raw_restore_times.append(seconds)
             print(f"restore round={n} raw seconds={seconds:.2f}")
             admin_execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(target)))
 
+        def our_round(n: int) -> None:
             target = f"bench_backup_{tag}_ours{n}"
             made.append(target)
-            seconds, report = timed(
-                lambda target=target: restore_postgres(source, archive, into=target)
-            )
+            admin_execute(sql.SQL("CHECKPOINT"))
+            seconds, report = timed(lambda: restore_postgres(source, archive, into=target))
             our_restore_times.append(seconds)
             checks = sum(len(d.checks) for d in report.datasets)
             print(f"restore round={n} ours seconds={seconds:.2f} counts_checked={checks}")
             admin_execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(target)))
+
+        # A restore leaves a gigabyte of dirty pages for the checkpointer: each
+        # side starts after a CHECKPOINT, and the order alternates, so neither
+        # pays for the other's writes.
+        for n in range(args.rounds):
+            for one in (raw_round, our_round) if n % 2 == 0 else (our_round, raw_round):
+                one(n)
         raw_r, our_r = min(raw_restore_times), min(our_restore_times)
         print(
             f"restore raw best_s={raw_r:.2f} | ours best_s={our_r:.2f} (verify + restore + "
-            f"recount) | ratio ours/raw throughput={raw_r / our_r:.2f}"
+            f"recount) | ratio ours/raw throughput={raw_r / our_r:.2f} "
+            f"(target >= 0.9: {'met' if raw_r / our_r >= 0.9 else 'NOT met'}) | "
+            f"median raw={statistics.median(raw_restore_times):.2f} "
+            f"ours={statistics.median(our_restore_times):.2f}"
         )
         # Timings on a shared runner are noisy, so only flat memory decides the
         # exit status; the ratios are printed for people to compare.

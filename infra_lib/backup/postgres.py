@@ -65,7 +65,6 @@ from infra_lib.backup.archive import (
     ArchiveInfo,
     ArchiveWriter,
     DatasetEntry,
-    iter_file,
     read_archive,
     verify_archive,
 )
@@ -78,7 +77,7 @@ from infra_lib.backup.model import (
 )
 from infra_lib.backup.postgres_roles import ROLES_FILE
 from infra_lib.backup.postgres_roles import ensure_roles as _ensure_roles
-from infra_lib.backup.streams import Command, Throttle, capture, drain, feed
+from infra_lib.backup.streams import Command, Throttle, capture, drain, feed_file
 from infra_lib.errors import (
     BackupError,
     ConfigError,
@@ -968,9 +967,10 @@ def _restore_one(
         command = source.tools.command(
             "pg_restore", args, what=f"pg_restore of database {dataset.name}"
         )
-        feed(
+        # verify_archive checked this file's hash before anything changed.
+        feed_file(
             command,
-            iter_file(dump),
+            dump,
             progress=Throttle(on_progress, f"restore {dataset.name}", dump.stat().st_size),
         )
         with source.connect(temp) as conn:

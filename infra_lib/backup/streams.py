@@ -22,14 +22,15 @@ import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from infra_lib.backup.model import ProgressCallback
 from infra_lib.errors import BackupError
 
-__all__ = ["CHUNK", "Command", "Throttle", "capture", "drain", "feed"]
+__all__ = ["CHUNK", "Command", "Throttle", "capture", "drain", "feed_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -179,31 +180,24 @@ def drain(
         return result
 
 
-def feed(
-    command: Command,
-    chunks: Iterable[memoryview | bytes],
-    *,
-    progress: Throttle | None = None,
-) -> str:
-    """Run ``command`` with ``chunks`` on its standard input; check its exit status.
+def feed_file(command: Command, path: Path, *, progress: Throttle | None = None) -> str:
+    """Run ``command`` with the file at ``path`` on its standard input; check its exit status.
 
-    When the program stops reading early (it failed), the remaining input is
-    dropped and its exit status and stderr explain why.
+    The bytes go from the file to the program's pipe inside the kernel
+    (``sendfile``), without passing through Python: on a gigabyte dump the
+    copy through Python buffers cost a tenth of the restore. A pipe, not the
+    file itself, is the program's input so that it sees the end of its input
+    when this process dies, and stops. When the program stops reading early
+    (it failed), the rest is dropped and its exit status and stderr explain why.
     """
-    with tempfile.TemporaryFile() as err:
+    with path.open("rb", buffering=0) as source, tempfile.TemporaryFile() as err:
         proc = _start(command, stdin=subprocess.PIPE, stdout=err, stderr=err)
         stdin = proc.stdin
         if stdin is None:
             raise RuntimeError("Popen gave no stdin pipe")
         _grow_pipe(stdin)
         try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    written = stdin.write(view)
-                    view = view[written or 0 :]
-                if progress is not None:
-                    progress.add(len(chunk))
+            _copy(source, stdin, progress)
         except BrokenPipeError:
             logger.debug("%s stopped reading its input early", command.what)
         except BaseException:
@@ -217,6 +211,30 @@ def feed(
         if progress is not None:
             progress.finish()
         return result
+
+
+def _copy(source: IO[bytes], sink: IO[bytes], progress: Throttle | None) -> None:
+    """All of ``source`` into ``sink``: by ``sendfile`` where the system allows it."""
+    src, dst = source.fileno(), sink.fileno()
+    try:
+        while sent := os.sendfile(dst, src, None, 8 * CHUNK):
+            if progress is not None:
+                progress.add(sent)
+    except OSError as exc:
+        # sendfile into a pipe is Linux's; elsewhere it refuses before a byte moves.
+        if isinstance(exc, BrokenPipeError) or os.lseek(src, 0, os.SEEK_CUR) != 0:
+            raise
+    else:
+        return
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while n := source.readinto(buf):  # type: ignore[attr-defined]
+        chunk = view[:n]
+        while chunk:
+            written = sink.write(chunk)
+            chunk = chunk[written or 0 :]
+        if progress is not None:
+            progress.add(n)
 
 
 def capture(command: Command, *, timeout: float = 60) -> str:

@@ -33,7 +33,7 @@ from infra_lib.backup.archive import (
 from infra_lib.backup.jobs import parse_targets
 from infra_lib.backup.minio import BucketScope, _rename_policy
 from infra_lib.backup.model import CountCheck, DrillReport, Target
-from infra_lib.backup.streams import Command, Throttle, drain, feed
+from infra_lib.backup.streams import Command, Throttle, drain, feed_file
 from infra_lib.errors import BackupCorrupt, BackupError, ConfigError
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -305,7 +305,7 @@ def test_drain_failure_carries_exit_status_and_stderr_tail() -> None:
         drain(command, lambda chunk: None)
 
 
-def test_feed_passes_input_and_environment_but_not_in_argv() -> None:
+def test_feed_passes_input_and_environment_but_not_in_argv(tmp_path: Path) -> None:
     secret = "pw-" + os.urandom(8).hex()
     digest = hashlib.sha256(secret.encode()).hexdigest()
     command = Command(
@@ -319,13 +319,21 @@ def test_feed_passes_input_and_environment_but_not_in_argv() -> None:
     )
     assert secret not in " ".join(command.argv)
     assert secret not in repr(command)
-    feed(command, [b"a" * 1_000_000] * 3)
+    dump = tmp_path / "dump"
+    dump.write_bytes(b"a" * 3_000_000)
+    seen: list[tuple[int, int | None]] = []
+    feed_file(
+        command, dump, progress=Throttle(lambda d, t, _l: seen.append((d, t)), "x", 3_000_000)
+    )
+    assert seen[-1] == (3_000_000, 3_000_000), "the end of the progress is the whole file"
 
 
-def test_feed_reports_a_program_that_stops_reading() -> None:
+def test_feed_reports_a_program_that_stops_reading(tmp_path: Path) -> None:
     command = Command(_python("import sys; sys.stdin.buffer.read(10); sys.exit(5)"), "pg_restore")
+    dump = tmp_path / "dump"
+    dump.write_bytes(b"b" * (20 << 20))
     with pytest.raises(BackupError, match=r"pg_restore failed \(exit status 5\)"):
-        feed(command, [b"b" * (1 << 20)] * 20)
+        feed_file(command, dump)
 
 
 # -- small pieces -----------------------------------------------------------
