@@ -2033,38 +2033,37 @@ def restore_backup(
     with _errors():
         stack = _stack(env_file)
         url = from_ if remote.is_s3_url(from_) else dir_ if from_ == "latest" else None
-        if remote.is_s3_url(url):
-            from infra_lib.backup.crypto import passphrase_from
+        with _progress(quiet) as on_progress:
+            source: jobs.ArchiveSource
+            if remote.is_s3_url(url):
+                from infra_lib.backup.crypto import passphrase_from
 
-            location, name = remote.split_archive_url(url)
-            store = remote.RemoteStore(remote.remote_config(stack.settings, os.environ), location)
-            with _progress(quiet) as on_progress:
-                reports = jobs.restore_remote(
-                    stack,
-                    jobs.parse_targets(target),
-                    remote=store,
-                    work_dir=_backup_dir(stack, None),
-                    name=name,
-                    manifest=_backup_manifest(service, manifest),
-                    service=service,
-                    into=into,
-                    force=force,
-                    passphrase=passphrase_from(os.environ),
-                    on_progress=on_progress,
+                location, name = remote.split_archive_url(url)
+                store = remote.RemoteStore(
+                    remote.remote_config(stack.settings, os.environ), location
                 )
-        else:
-            with _progress(quiet) as on_progress:
-                reports = jobs.restore(
-                    stack,
-                    jobs.parse_targets(target),
-                    dest=_backup_dir(stack, dir_),
-                    source="latest" if from_ == "latest" else Path(from_).resolve(),
-                    manifest=_backup_manifest(service, manifest),
-                    service=service,
-                    into=into,
-                    force=force,
-                    on_progress=on_progress,
+                source = jobs.RemoteArchives(
+                    store,
+                    _backup_dir(stack, None),
+                    name,
+                    passphrase_from(os.environ),
+                    on_progress,
                 )
+            else:
+                source = jobs.LocalArchives.at(
+                    _backup_dir(stack, dir_),
+                    "latest" if from_ == "latest" else Path(from_).resolve(),
+                )
+            reports = jobs.restore(
+                stack,
+                jobs.parse_targets(target),
+                source=source,
+                manifest=_backup_manifest(service, manifest),
+                service=service,
+                into=into,
+                force=force,
+                on_progress=on_progress,
+            )
         if quiet:
             return
         from rich.table import Table

@@ -30,7 +30,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,12 +47,13 @@ from pydantic import (
     model_validator,
 )
 
-from infra_lib.backup.details import check_details
-from infra_lib.backup.model import TARGETS, DrillReport, ProgressCallback, Target
+from infra_lib.backup.model import DrillReport, ProgressCallback, Target
+from infra_lib.backup.target import get_target, target_names
 from infra_lib.errors import BackupCorrupt, BackupError, ConfigError
 from infra_lib.stack.envfile import write_private_file
 
 __all__ = [
+    "ARCHIVE_NAME",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "VERIFIED_NAME",
@@ -89,7 +90,8 @@ _TEMP_PREFIX = ".tmp-"
 #: A temporary directory younger than this may belong to a backup still running.
 STALE_TEMP_SECONDS = 3600
 _STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-_NAME = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-(?P<target>postgres|redis|minio)(?:-(?P<seq>\d+))?")
+#: ``<stamp>-<target>[-<n>]``; the target is any registered one (see backup.target).
+ARCHIVE_NAME = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-(?P<target>[a-z][a-z0-9_]*?)(?:-(?P<seq>\d+))?")
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -169,6 +171,13 @@ class ArchiveManifest(_Frozen):
     #: What was included and left out, in words and flags.
     included: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if value not in target_names():
+            raise ValueError(f"{value[:40]!r} is not a backup target ({', '.join(target_names())})")
+        return value
+
     @field_validator("scope")
     @classmethod
     def _scope(cls, value: str) -> str:
@@ -194,7 +203,7 @@ class ArchiveManifest(_Frozen):
                     f"datasets.{index}.files: {unknown[0]!r} is not in the manifest's file list"
                 )
             try:
-                check_details(self.target, dataset.name, dataset.details)
+                get_target(self.target).check_details(dataset.name, dataset.details)
             except ValidationError as exc:
                 raise ValueError(
                     f"dataset {dataset.name!r}: "
@@ -338,8 +347,7 @@ class ArchiveWriter:
     """
 
     def __init__(self, dest: Path, target: Target, *, now: datetime | None = None) -> None:
-        if target not in TARGETS:
-            raise ConfigError(f"unknown backup target {target!r}; use one of {', '.join(TARGETS)}")
+        get_target(target)  # ConfigError naming the known ones
         self.dest = dest
         self.target: Target = target
         self.created_at = (now or datetime.now(UTC)).astimezone(UTC)
@@ -696,10 +704,12 @@ def list_archives(dest: Path, target: Target | None = None) -> list[ArchiveInfo]
         return []
     found: list[ArchiveInfo] = []
     for entry in dest.iterdir():
-        match = _NAME.fullmatch(entry.name)
+        match = ARCHIVE_NAME.fullmatch(entry.name)
         if match is None or not entry.is_dir() or entry.is_symlink():
             continue
         if target is not None and match["target"] != target:
+            continue
+        if match["target"] not in target_names():
             continue
         try:
             info = read_archive(entry)
@@ -715,7 +725,7 @@ def list_archives(dest: Path, target: Target | None = None) -> list[ArchiveInfo]
 
 
 def _sequence(name: str) -> int:
-    match = _NAME.fullmatch(name)
+    match = ARCHIVE_NAME.fullmatch(name)
     return int(match["seq"]) if match and match["seq"] else 1
 
 
@@ -757,12 +767,3 @@ def mark_verified(report: DrillReport) -> VerifiedMarker:
     )
     write_private_file(report.archive / VERIFIED_NAME, marker.model_dump_json(indent=2) + "\n")
     return marker
-
-
-def iter_file(path: Path, *, chunk: int = _CHUNK) -> Iterable[memoryview]:
-    """Chunks of ``path`` read into one reused buffer (valid until the next chunk)."""
-    buf = bytearray(chunk)
-    view = memoryview(buf)
-    with path.open("rb", buffering=0) as handle:
-        while n := handle.readinto(buf):
-            yield view[:n]

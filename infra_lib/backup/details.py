@@ -170,20 +170,6 @@ class MinioDetails(_Strict):
 
 def check_details(target: str, name: str, details: dict[str, Any]) -> None:
     """Raise ValueError when ``details`` (and the dataset ``name``) break ``target``'s schema."""
-    if target == "postgres":
-        PostgresDetails.model_validate(details)
-        pg_name(name)
-    elif target == "redis":
-        db = RedisDetails.model_validate(details).db
-        if name != f"db{db}":
-            raise ValueError(f"dataset {name!r} does not match its details.db {db}")
-    elif target == "minio":
-        scope = MinioDetails.model_validate(details)
-        expected = (
-            scope.bucket if not scope.prefixes else f"{scope.bucket}:{','.join(scope.prefixes)}"
-        )
-        if name != expected:
-            raise ValueError(
-                f"dataset {name!r} does not match its details (bucket and prefixes say "
-                f"{expected!r})"
-            )
+    from infra_lib.backup.target import get_target
+
+    get_target(target).check_details(name, details)

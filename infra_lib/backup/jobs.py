@@ -29,26 +29,27 @@ from infra_lib.backup.archive import (
     verify_archive,
 )
 from infra_lib.backup.model import (
-    TARGETS,
     DatasetRestore,
     DrillReport,
     ProgressCallback,
     RestoreReport,
     Target,
 )
+from infra_lib.backup.target import Job, get_target, target_names
 from infra_lib.errors import BackupError, ConfigError, InfraError
 
 if TYPE_CHECKING:
     from infra_lib.backup.crypto import Passphrase
-    from infra_lib.backup.minio import BucketScope
     from infra_lib.backup.remote import RemoteArchive, RemoteStore
     from infra_lib.manifest import Manifest, ServiceManifest
     from infra_lib.stack.compose import Stack
-    from infra_lib.storage.config import S3Config
 
 __all__ = [
+    "ArchiveSource",
     "BackupIncomplete",
     "BackupOutcome",
+    "LocalArchives",
+    "RemoteArchives",
     "backup",
     "default_dest",
     "drill",
@@ -101,15 +102,12 @@ def default_dest(root: Path, project: str) -> Path:
 
 def parse_targets(target: str) -> list[Target]:
     """``"all"`` or one target name, as a list; ConfigError for anything else."""
+    names = target_names()
     if target == "all":
-        return list(TARGETS)
-    for known in TARGETS:
-        if target == known:
-            return [known]
-    raise ConfigError(f"unknown --target {target!r}; use one of {', '.join(TARGETS)} or all")
-
-
-# -- what a service means for each target -----------------------------------
+        return list(names)
+    if target in names:
+        return [target]
+    raise ConfigError(f"unknown --target {target!r}; use one of {', '.join(names)} or all")
 
 
 def _service(manifest: Manifest | None, name: str) -> ServiceManifest:
@@ -122,67 +120,16 @@ def _service(manifest: Manifest | None, name: str) -> ServiceManifest:
     raise ConfigError(f"service {name!r} is not in the manifest; its services are: {known}")
 
 
-def _uses(service: ServiceManifest, target: Target) -> bool:
-    if target == "postgres":
-        return service.postgres is not None
-    if target == "redis":
-        return service.redis is not None
-    return service.storage is not None and bool(service.storage.prefixes)
-
-
 def _targets_for(targets: Sequence[Target], service: ServiceManifest | None) -> list[Target]:
     if service is None:
         return list(targets)
-    used = [t for t in targets if _uses(service, t)]
+    used = [t for t in targets if get_target(t).uses(service)]
     if not used:
         raise ConfigError(
             f"service {service.name!r} uses none of {', '.join(targets)} (see its section in "
             "the manifest); nothing to do"
         )
     return used
-
-
-def _pg_database(service: ServiceManifest) -> str:
-    if service.postgres is None:
-        raise ConfigError(f"service {service.name!r} has no postgres section in the manifest")
-    return service.postgres.database
-
-
-def _redis_db(stack: Stack, service: ServiceManifest) -> int:
-    if service.redis is None:
-        raise ConfigError(f"service {service.name!r} has no redis section in the manifest")
-    if service.redis.db != "auto":
-        return service.redis.db
-    from infra_lib.redis.allocator import RedisDbAllocator
-    from infra_lib.redis.config import RedisConfig
-
-    with RedisDbAllocator(RedisConfig.from_stack(stack.settings)) as allocator:
-        db = allocator.list().get(service.name)
-    if db is None:
-        raise ConfigError(
-            f"service {service.name!r} has no Redis DB allocated yet; run `inv provision` first"
-        )
-    return db
-
-
-def _bucket_scope(manifest: Manifest | None, service: ServiceManifest) -> BucketScope:
-    from infra_lib.backup.minio import BucketScope
-
-    if manifest is None:
-        raise ConfigError("--service needs the manifest (infra.toml) to know what it uses")
-    if service.storage is None or not service.storage.prefixes:
-        raise ConfigError(f"service {service.name!r} has no storage prefixes in the manifest")
-    return BucketScope(manifest.project.bucket_name, tuple(service.storage.prefixes))
-
-
-def _dataset_of(stack: Stack, manifest: Manifest, service: ServiceManifest, target: Target) -> str:
-    if target == "postgres":
-        return _pg_database(service)
-    if target == "redis":
-        from infra_lib.backup.redis import dataset_name
-
-        return dataset_name(_redis_db(stack, service))
-    return _bucket_scope(manifest, service).name
 
 
 # -- backup -----------------------------------------------------------------
@@ -262,9 +209,8 @@ def _backup_and_keep(
     on_progress: ProgressCallback | None,
 ) -> BackupOutcome:
     started = time.monotonic()
-    archive = _backup_one(
-        stack, target, dest, manifest, chosen, scope, on_progress, _own_bucket(stack, remote)
-    )
+    job = Job(stack, manifest, chosen, skip_bucket=_own_bucket(stack, remote))
+    archive = get_target(target).backup(job, dest, scope=scope, on_progress=on_progress)
     seconds = time.monotonic() - started
     report = (
         drill(stack, target, dest=dest, archive=archive.path, on_progress=on_progress)
@@ -285,55 +231,6 @@ def _backup_and_keep(
     )
 
 
-def _backup_one(
-    stack: Stack,
-    target: Target,
-    dest: Path,
-    manifest: Manifest | None,
-    service: ServiceManifest | None,
-    scope: str,
-    on_progress: ProgressCallback | None,
-    skip_bucket: str | None = None,
-) -> ArchiveInfo:
-    if target == "postgres":
-        from infra_lib.backup.postgres import PostgresSource, backup_postgres
-
-        databases = [_pg_database(service)] if service is not None else None
-        return backup_postgres(
-            PostgresSource.from_stack(stack),
-            dest,
-            databases=databases,
-            scope=scope,
-            on_progress=on_progress,
-        )
-    if target == "redis":
-        from infra_lib.backup.redis import backup_redis
-        from infra_lib.redis.config import RedisConfig
-
-        dbs = [_redis_db(stack, service)] if service is not None else None
-        return backup_redis(
-            RedisConfig.from_stack(stack.settings),
-            dest,
-            dbs=dbs,
-            scope=scope,
-            on_progress=on_progress,
-        )
-    from infra_lib.backup.minio import backup_minio
-    from infra_lib.storage.config import S3Config
-
-    store = S3Config.from_stack(stack.settings)
-    scopes = [_bucket_scope(manifest, service)] if service is not None else None
-    if scopes is None and skip_bucket is not None:
-        scopes = _buckets_except(store, skip_bucket)
-    return backup_minio(
-        store,
-        dest,
-        scopes=scopes,
-        scope=scope,
-        on_progress=on_progress,
-    )
-
-
 def _own_bucket(stack: Stack, remote: RemoteStore | None) -> str | None:
     """The backup bucket, when it lives on the stack's own MinIO.
 
@@ -349,110 +246,167 @@ def _own_bucket(stack: Stack, remote: RemoteStore | None) -> str | None:
     return remote.location.bucket
 
 
-def _buckets_except(store: S3Config, bucket: str) -> list[BucketScope]:
-    from infra_lib.backup.minio import BucketScope
-    from infra_lib.backup.minio_staging import is_internal_bucket
-    from infra_lib.storage.config import translate_errors
-
-    with translate_errors(store, "list the buckets"):
-        names = [b.name for b in store.client().list_buckets()]
-    logger.info("backup: leaving out %s, which holds the backups themselves", bucket)
-    return [BucketScope(n) for n in names if n != bucket and not is_internal_bucket(n)]
-
-
 # -- restore ----------------------------------------------------------------
 
 
-def _find(
-    dest: Path, target: Target, wants: Callable[[ArchiveManifest], bool] | None, what: str
-) -> ArchiveInfo:
-    for info in reversed(list_archives(dest, target)):
-        if wants is None or wants(info.manifest):
-            return info
-    raise BackupError(f"no complete {target} backup{what} in {dest}; make one with `inv backup`")
+@dataclass(frozen=True, slots=True)
+class LocalArchives:
+    """Archives in a local directory: each target's newest, or the one ``archive``."""
+
+    dest: Path
+    archive: Path | None = None
+
+    @classmethod
+    def at(cls, dest: Path, source: Path | Literal["latest"]) -> LocalArchives:
+        """``source`` as ``inv restore --from`` takes it: ``latest`` (in ``dest``), an
+        archive directory, or a directory of archives (its newest of each target)."""
+        if source == "latest":
+            return cls(dest)
+        path = Path(source)
+        if not (path / MANIFEST_NAME).exists() and path.is_dir():
+            return cls(path)
+        return cls(dest, path)
+
+    def named(self) -> tuple[Target, str] | None:
+        if self.archive is None:
+            return None
+        return read_archive(self.archive).target, str(self.archive)
+
+    def pick(
+        self, target: Target, wants: Callable[[ArchiveManifest], bool] | None, what: str
+    ) -> Path:
+        if self.archive is not None:
+            return self.archive
+        for info in reversed(list_archives(self.dest, target)):
+            if wants is None or wants(info.manifest):
+                return info.path
+        raise BackupError(
+            f"no complete {target} backup{what} in {self.dest}; make one with `inv backup`"
+        )
+
+    def fetch(self, picked: object, local: ExitStack) -> Path:
+        if not isinstance(picked, Path):
+            raise TypeError(f"not a local archive: {picked!r}")
+        return picked
 
 
-def _holds_service_data(
-    stack: Stack, manifest: Manifest, service: ServiceManifest, target: Target
-) -> Callable[[ArchiveManifest], bool]:
-    if target == "minio":
-        from infra_lib.backup.minio import BucketScope
+@dataclass(frozen=True, slots=True)
+class RemoteArchives:
+    """Archives in a bucket: each target's newest, or the one called ``name``.
 
-        want = _bucket_scope(manifest, service)
+    Each is downloaded into a private directory under ``work_dir`` for the
+    restore and removed afterwards; encrypted ones need ``passphrase``.
+    """
 
-        def covers(m: ArchiveManifest) -> bool:
-            for d in m.datasets:
-                have = BucketScope(
-                    d.details.get("bucket", ""), tuple(d.details.get("prefixes", ()))
-                )
-                if have.bucket == want.bucket and (
-                    not have.prefixes or all(have.covers(p) for p in want.prefixes)
-                ):
-                    return True
-            return False
+    remote: RemoteStore
+    work_dir: Path
+    name: str | None = None
+    passphrase: Passphrase | None = None
+    #: Download progress (the restore's own progress is passed to it).
+    on_progress: ProgressCallback | None = None
 
-        return covers
-    name = _dataset_of(stack, manifest, service, target)
-    return lambda m: m.dataset(name) is not None
+    def named(self) -> tuple[Target, str] | None:
+        if self.name is None:
+            return None
+        from infra_lib.backup.remote import find_remote
+
+        found = find_remote(self.remote, self.name)
+        return found.target, found.url
+
+    def pick(
+        self, target: Target, wants: Callable[[ArchiveManifest], bool] | None, what: str
+    ) -> RemoteArchive:
+        from infra_lib.backup.remote import find_remote, list_remote
+
+        if self.name is not None:
+            return find_remote(self.remote, self.name)
+        found = [a for a in list_remote(self.remote, target) if wants is None or wants(a.manifest)]
+        if not found:
+            raise BackupError(
+                f"no complete {target} backup{what} in {self.remote.location}; make one with "
+                f"`inv backup --to {self.remote.location}`"
+            )
+        return found[-1]
+
+    def fetch(self, picked: object, local: ExitStack) -> Path:
+        from infra_lib.backup.remote import RemoteArchive, downloaded
+
+        if not isinstance(picked, RemoteArchive):
+            raise TypeError(f"not a remote archive: {picked!r}")
+        logger.info("restore: downloading %s archive %s", picked.target, picked.url)
+        return local.enter_context(
+            downloaded(
+                self.remote,
+                picked,
+                self.work_dir,
+                passphrase=self.passphrase,
+                on_progress=self.on_progress,
+            )
+        )
+
+
+#: Where :func:`restore` takes its archives from.
+ArchiveSource = LocalArchives | RemoteArchives
 
 
 def restore(
     stack: Stack,
     targets: Sequence[Target],
     *,
-    dest: Path,
-    source: Path | Literal["latest"] = "latest",
+    dest: Path | None = None,
+    source: ArchiveSource | Path | Literal["latest"] = "latest",
     manifest: Manifest | None = None,
     service: str | None = None,
     into: str | None = None,
     force: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> list[RestoreReport]:
-    """Restore each target from its newest archive in ``dest`` (or from ``source``).
+    """Restore each target from its newest archive (or from the one archive named).
 
-    ``source`` is ``"latest"``, an archive directory, or a directory of
-    archives (its newest archive of each target is used).
+    ``source`` is a :class:`LocalArchives` or :class:`RemoteArchives`, or as
+    ``inv restore --from`` takes it: ``"latest"`` (in ``dest``), an archive
+    directory, or a directory of archives (its newest archive of each target).
 
     With ``service`` only that service's database, Redis DB or prefixes are
     restored (from the newest archive that holds them). ``into`` restores
     beside the original: a database name, a Redis DB number or a bucket.
-    Every archive is verified before anything is changed.
+    Every archive is fetched and verified, and every target's refusing
+    checks made, before anything is changed.
     """
+    if not isinstance(source, LocalArchives | RemoteArchives):
+        if dest is None and source == "latest":
+            raise ConfigError("restore from the latest archive needs the archive directory")
+        source = LocalArchives.at(dest or Path(), source)
     chosen = _service(manifest, service) if service else None
-    if source != "latest" and not (Path(source) / MANIFEST_NAME).exists() and Path(source).is_dir():
-        # A directory of archives rather than one archive: its newest.
-        dest, source = Path(source), "latest"
-    if source != "latest":
-        info = read_archive(Path(source))
-        if info.target not in targets:
+    named = source.named()
+    if named is not None:
+        found, where = named
+        if found not in targets:
             raise ConfigError(
-                f"{source} is a {info.target} archive, but --target asks for {', '.join(targets)}"
+                f"{where} is a {found} archive, but --target asks for {', '.join(targets)}"
             )
-        targets = [info.target]
+        targets = [found]
     targets = _targets_for(targets, chosen)
     if into is not None and len(targets) != 1:
         raise ConfigError("--into names one database, DB or bucket: give one --target")
-    picked: list[tuple[Target, Path]] = []
+    job = Job(stack, manifest, chosen)
+    what = f" holding {chosen.name}'s data" if chosen is not None else ""
+    picked = []
     for target in targets:
-        if source != "latest":
-            archive = Path(source)
-        else:
-            wants = (
-                _holds_service_data(stack, manifest, chosen, target)
-                if chosen is not None and manifest is not None
-                else None
+        wants = get_target(target).holds(job) if chosen is not None and manifest else None
+        picked.append((target, source.pick(target, wants, what)))
+    with ExitStack() as local:
+        paths = [(target, source.fetch(handle, local)) for target, handle in picked]
+        _verify_all(paths, on_progress)
+        _check_all(job, paths, into, force)
+        reports = []
+        for target, path in paths:
+            logger.info("restore: %s from %s", target, path)
+            reports.append(
+                get_target(target).restore(
+                    job, path, into=into, force=force, check_only=False, on_progress=on_progress
+                )
             )
-            what = f" holding {chosen.name}'s data" if chosen is not None else ""
-            archive = _find(dest, target, wants, what).path
-        picked.append((target, archive))
-    _verify_all(picked, on_progress)
-    _check_all(stack, picked, manifest, chosen, into, force)
-    reports = []
-    for target, archive in picked:
-        logger.info("restore: %s from %s", target, archive)
-        reports.append(
-            _restore_one(stack, target, archive, manifest, chosen, into, force, on_progress)
-        )
     return reports
 
 
@@ -473,12 +427,7 @@ def _verify_all(
 
 
 def _check_all(
-    stack: Stack,
-    picked: Sequence[tuple[Target, Path]],
-    manifest: Manifest | None,
-    service: ServiceManifest | None,
-    into: str | None,
-    force: bool,
+    job: Job, picked: Sequence[tuple[Target, Path]], into: str | None, force: bool
 ) -> None:
     """Make every target's refusing checks before the first target is restored.
 
@@ -488,7 +437,9 @@ def _check_all(
     if len(picked) < 2:
         return  # the one target's restore checks before it changes anything
     for target, archive in picked:
-        _restore_one(stack, target, archive, manifest, service, into, force, None, check_only=True)
+        get_target(target).restore(
+            job, archive, into=into, force=force, check_only=True, on_progress=None
+        )
 
 
 def restore_remote(
@@ -505,123 +456,21 @@ def restore_remote(
     passphrase: Passphrase | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[RestoreReport]:
-    """:func:`restore` from archives in a bucket: archive ``name``, or each target's newest.
+    """:func:`restore` from archives in a bucket (a :class:`RemoteArchives` source).
 
     Every archive of the restore is downloaded into a private directory
     under ``work_dir`` and checked before any target is changed, restored
     from there and removed afterwards (so ``work_dir`` needs room for all of
     them at once). Encrypted archives need ``passphrase``.
     """
-    from infra_lib.backup.remote import downloaded, find_remote, list_remote
-
-    chosen = _service(manifest, service) if service else None
-    if name is not None:
-        picked = [find_remote(remote, name)]
-        if picked[0].target not in targets:
-            raise ConfigError(
-                f"{picked[0].url} is a {picked[0].target} archive, but --target asks for "
-                f"{', '.join(targets)}"
-            )
-        targets = [picked[0].target]
-    targets = _targets_for(targets, chosen)
-    if into is not None and len(targets) != 1:
-        raise ConfigError("--into names one database, DB or bucket: give one --target")
-    chosen_archives: list[tuple[Target, RemoteArchive]] = []
-    for target in targets:
-        if name is not None:
-            archive = picked[0]
-        else:
-            wants = (
-                _holds_service_data(stack, manifest, chosen, target)
-                if chosen is not None and manifest is not None
-                else None
-            )
-            found = [a for a in list_remote(remote, target) if wants is None or wants(a.manifest)]
-            if not found:
-                what = f" holding {chosen.name}'s data" if chosen is not None else ""
-                raise BackupError(
-                    f"no complete {target} backup{what} in {remote.location}; make one with "
-                    f"`inv backup --to {remote.location}`"
-                )
-            archive = found[-1]
-        chosen_archives.append((target, archive))
-    with ExitStack() as local:
-        # Every archive is downloaded and checked before the first target changes.
-        paths: list[tuple[Target, Path]] = []
-        for target, archive in chosen_archives:
-            logger.info("restore: downloading %s archive %s", target, archive.url)
-            path = local.enter_context(
-                downloaded(
-                    remote, archive, work_dir, passphrase=passphrase, on_progress=on_progress
-                )
-            )
-            paths.append((target, path))
-        _verify_all(paths, on_progress)
-        _check_all(stack, paths, manifest, chosen, into, force)
-        reports = []
-        for target, path in paths:
-            logger.info("restore: %s from %s", target, path)
-            reports.append(
-                _restore_one(stack, target, path, manifest, chosen, into, force, on_progress)
-            )
-    return reports
-
-
-def _restore_one(
-    stack: Stack,
-    target: Target,
-    archive: Path,
-    manifest: Manifest | None,
-    service: ServiceManifest | None,
-    into: str | None,
-    force: bool,
-    on_progress: ProgressCallback | None,
-    *,
-    check_only: bool = False,
-) -> RestoreReport:
-    if target == "postgres":
-        from infra_lib.backup.postgres import PostgresSource, restore_postgres
-
-        databases = [_pg_database(service)] if service is not None else None
-        return restore_postgres(
-            PostgresSource.from_stack(stack),
-            archive,
-            databases=databases,
-            into=into,
-            force=force,
-            check_only=check_only,
-            on_progress=on_progress,
-        )
-    if target == "redis":
-        from infra_lib.backup.redis import restore_redis
-        from infra_lib.redis.config import RedisConfig
-
-        into_db: int | None = None
-        if into is not None:
-            if not into.isdigit():
-                raise ConfigError(f"--into for redis is a DB number, not {into!r}")
-            into_db = int(into)
-        dbs = [_redis_db(stack, service)] if service is not None else None
-        return restore_redis(
-            RedisConfig.from_stack(stack.settings),
-            archive,
-            dbs=dbs,
-            into=into_db,
-            force=force,
-            check_only=check_only,
-            on_progress=on_progress,
-        )
-    from infra_lib.backup.minio import restore_minio
-    from infra_lib.storage.config import S3Config
-
-    scopes = [_bucket_scope(manifest, service)] if service is not None else None
-    return restore_minio(
-        S3Config.from_stack(stack.settings),
-        archive,
-        scopes=scopes,
+    return restore(
+        stack,
+        targets,
+        source=RemoteArchives(remote, work_dir, name, passphrase, on_progress),
+        manifest=manifest,
+        service=service,
         into=into,
         force=force,
-        check_only=check_only,
         on_progress=on_progress,
     )
 
@@ -645,34 +494,14 @@ def drill(
     returned; a damaged or unrestorable archive gives ``ok=False`` (other
     failures, such as a server that does not answer, raise).
     """
-    path = archive if archive is not None else _find(dest, target, None, "").path
+    path = archive if archive is not None else LocalArchives(dest).pick(target, None, "")
     started = time.monotonic()
     checked_at = datetime.now(UTC)
     datasets: list[DatasetRestore] = []
     try:
-        if target == "postgres":
-            from infra_lib.backup.postgres import PostgresSource, drill_postgres
-
-            datasets = drill_postgres(
-                PostgresSource.from_stack(stack), path, on_progress=on_progress
-            )
-        elif target == "redis":
-            from infra_lib.backup.redis import drill_redis
-            from infra_lib.redis.config import RedisConfig
-
-            datasets = drill_redis(
-                RedisConfig.from_stack(stack.settings),
-                path,
-                scratch_db=redis_scratch_db,
-                on_progress=on_progress,
-            )
-        else:
-            from infra_lib.backup.minio import drill_minio
-            from infra_lib.storage.config import S3Config
-
-            datasets = drill_minio(
-                S3Config.from_stack(stack.settings), path, on_progress=on_progress
-            )
+        datasets = get_target(target).drill(
+            Job(stack, scratch_db=redis_scratch_db), path, on_progress=on_progress
+        )
     except BackupError as exc:
         report = DrillReport(path, target, False, checked_at, time.monotonic() - started, str(exc))
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 __all__ = [
     "TARGETS",
@@ -20,9 +20,11 @@ __all__ = [
     "Target",
 ]
 
-Target = Literal["postgres", "redis", "minio"]
+#: A backup target's name: one of :func:`infra_lib.backup.target.target_names`.
+Target = str
 
 #: Every target, in the order ``--target all`` runs them.
+#: The stack's own targets, registered by :mod:`infra_lib.backup.target`.
 TARGETS: tuple[Target, ...] = ("postgres", "redis", "minio")
 
 

@@ -54,7 +54,6 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -67,6 +66,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeGuard, cast
 from pydantic import ValidationError
 
 from infra_lib.backup.archive import (
+    ARCHIVE_NAME,
     MANIFEST_NAME,
     ArchiveInfo,
     ArchiveManifest,
@@ -88,6 +88,7 @@ from infra_lib.backup.crypto import (
 )
 from infra_lib.backup.model import ProgressCallback, Target
 from infra_lib.backup.streams import Throttle
+from infra_lib.backup.target import target_names
 from infra_lib.errors import (
     BackupCorrupt,
     BackupError,
@@ -122,10 +123,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SCHEME = "s3://"
-# The same names archive.py gives archive directories.
-_ARCHIVE_NAME = re.compile(
-    r"(?P<stamp>\d{8}T\d{6}Z)-(?P<target>postgres|redis|minio)(?:-(?P<seq>\d+))?"
-)
 _CHUNK = 1 << 20
 #: The key a remote manifest adds to the local one; local manifests never have it.
 _ENCRYPTION = "encryption"
@@ -240,7 +237,8 @@ def split_archive_url(url: str) -> tuple[S3Location, str | None]:
     """``s3://b/p/<archive name>`` as ``(s3://b/p, name)``; any other URL as ``(it, None)``."""
     location = parse_s3_url(url)
     head, _, last = location.prefix.rpartition("/")
-    if _ARCHIVE_NAME.fullmatch(last):
+    match = ARCHIVE_NAME.fullmatch(last)
+    if match is not None and match["target"] in target_names():
         return S3Location(location.bucket, head), last
     return location, None
 
@@ -455,7 +453,7 @@ def _delete_keys(store: RemoteStore, client: Minio, keys: Sequence[str]) -> None
 
 
 def _order(name: str) -> tuple[str, int, str]:
-    match = _ARCHIVE_NAME.fullmatch(name)
+    match = ARCHIVE_NAME.fullmatch(name)
     if match is None:
         return ("", 0, name)
     return (match["stamp"], int(match["seq"] or 1), name)
@@ -481,8 +479,10 @@ def list_remote(store: RemoteStore, target: Target | None = None) -> list[Remote
             and obj.object_name.count("/") == base.count("/") + 1
         ]
     for name in names:
-        match = _ARCHIVE_NAME.fullmatch(name)
+        match = ARCHIVE_NAME.fullmatch(name)
         if match is None or (target is not None and match["target"] != target):
+            continue
+        if match["target"] not in target_names():
             continue
         try:
             manifest, encryption = _read_manifest(store, client, name)
@@ -551,7 +551,7 @@ def _read_manifest(
 
 def find_remote(store: RemoteStore, name: str) -> RemoteArchive:
     """The complete archive ``name``; BackupError when it is absent, incomplete or invalid."""
-    match = _ARCHIVE_NAME.fullmatch(name)
+    match = ARCHIVE_NAME.fullmatch(name)
     client = store.config.client()
     with _errors(store, f"look for {name}"):
         present = (
