@@ -3,6 +3,8 @@
 - ``archive.py``: the on-disk archive (atomic writes, manifest with sha256,
   listing, verification, retention, drill marker).
 - ``postgres.py``, ``redis.py``, ``minio.py``: one backup/restore/drill per target.
+- ``target.py``: the one shape every target has (:class:`BackupTarget`) and the
+  registry the jobs and archive readers go through.
 - ``jobs.py``: what the Invoke tasks call against the compose stack.
 - ``remote.py``: archives in an S3 bucket (upload, list, prune, download).
 - ``streams.py``: moving a program's output to disk in big chunks.
@@ -13,8 +15,9 @@ psycopg, redis-py or minio.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from infra_lib._lazy import lazy_exports
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -42,6 +45,13 @@ _EXPORTS: dict[str, str] = {
     "drill_latest": "infra_lib.backup.jobs",
     "parse_targets": "infra_lib.backup.jobs",
     "restore": "infra_lib.backup.jobs",
+    "restore_remote": "infra_lib.backup.jobs",
+    "LocalArchives": "infra_lib.backup.jobs",
+    "RemoteArchives": "infra_lib.backup.jobs",
+    "BackupTarget": "infra_lib.backup.target",
+    "get_target": "infra_lib.backup.target",
+    "register": "infra_lib.backup.target",
+    "target_names": "infra_lib.backup.target",
     "PostgresSource": "infra_lib.backup.postgres",
     "backup_postgres": "infra_lib.backup.postgres",
     "drill_postgres": "infra_lib.backup.postgres",
@@ -61,12 +71,15 @@ __all__ = [
     "ArchiveManifest",
     "ArchiveWriter",
     "BackupOutcome",
+    "BackupTarget",
     "BucketScope",
     "CountCheck",
     "DatasetRestore",
     "DrillReport",
+    "LocalArchives",
     "PostgresSource",
     "ProgressCallback",
+    "RemoteArchives",
     "RestoreReport",
     "Target",
     "VerifiedMarker",
@@ -80,16 +93,20 @@ __all__ = [
     "drill_minio",
     "drill_postgres",
     "drill_redis",
+    "get_target",
     "latest",
     "list_archives",
     "mark_verified",
     "parse_targets",
     "prune",
     "read_archive",
+    "register",
     "restore",
     "restore_minio",
     "restore_postgres",
     "restore_redis",
+    "restore_remote",
+    "target_names",
     "verify_archive",
 ]
 
@@ -108,12 +125,15 @@ if TYPE_CHECKING:
     )
     from infra_lib.backup.jobs import (
         BackupOutcome,
+        LocalArchives,
+        RemoteArchives,
         backup,
         default_dest,
         drill,
         drill_latest,
         parse_targets,
         restore,
+        restore_remote,
     )
     from infra_lib.backup.minio import (
         BucketScope,
@@ -137,16 +157,7 @@ if TYPE_CHECKING:
         restore_postgres,
     )
     from infra_lib.backup.redis import backup_redis, drill_redis, restore_redis
+    from infra_lib.backup.target import BackupTarget, get_target, register, target_names
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'infra_lib.backup' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -17,7 +17,14 @@ import pytest
 
 import infra_lib
 
-PACKAGES = ["infra_lib", "infra_lib.redis", "infra_lib.storage", "infra_lib.livekit"]
+PACKAGES = [
+    "infra_lib",
+    "infra_lib.backup",
+    "infra_lib.chaos",
+    "infra_lib.livekit",
+    "infra_lib.redis",
+    "infra_lib.storage",
+]
 #: Defined in the package itself, not re-exported.
 OWN = {"infra_lib": {"__version__"}}
 
