@@ -782,14 +782,14 @@ def _report_table(report: ProvisionReport) -> None:
     table = Table(title=title)
     for column in ("service", "resource", "name", "change", "detail"):
         table.add_column(column)
-    colours = {"create": "green", "change": "yellow", "planned": "cyan", "unchanged": "dim"}
+    colours = {"created": "green", "changed": "yellow", "planned": "cyan", "unchanged": "dim"}
     for row in report.rows:
         change = f"[{colours[row.change]}]{row.change}[/]"
         name = os.path.relpath(row.name) if row.resource == "env file" else row.name
         table.add_row(row.service, row.resource, name, change, row.detail)
     _console().print(table)
-    created = sum(r.change == "create" for r in report.rows)
-    changed = sum(r.change == "change" for r in report.rows)
+    created = sum(r.change == "created" for r in report.rows)
+    changed = sum(r.change == "changed" for r in report.rows)
     planned = sum(r.change == "planned" for r in report.rows)
     unchanged = sum(r.change == "unchanged" for r in report.rows)
     print(f"created {created}, changed {changed}, planned {planned}, unchanged {unchanged}")

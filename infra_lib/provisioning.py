@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from infra_lib.changes import Change
 from infra_lib.errors import ConfigError, InfraError, ProvisionError
 from infra_lib.manifest import Manifest, ServiceManifest
 from infra_lib.stack.envfile import make_private_dirs, parse_env_lines, write_private_file
@@ -42,7 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Change = Literal["create", "change", "unchanged", "planned"]
 
 #: Keys of a service env file whose values are secrets.
 SECRET_ENV_KEYS = frozenset(
@@ -304,10 +304,10 @@ def _run(
         for service in chosen:
             path = env_path(env_dir, service.name)
             if before[service.name] == _render_env(service, values[service.name]):
-                rows.append(ProvisionRow(service.name, "env file", str(path), "unchanged"))
+                rows.append(ProvisionRow(service.name, "env file", str(path), Change.UNCHANGED))
             else:
                 rows.append(
-                    ProvisionRow(service.name, "env file", str(path), "planned", "would write")
+                    ProvisionRow(service.name, "env file", str(path), Change.PLANNED, "would write")
                 )
         planned_envs = tuple(
             ServiceEnv(s.name, env_path(env_dir, s.name), values[s.name]) for s in chosen
@@ -341,11 +341,11 @@ def _run(
         path = env_path(env_dir, service.name)
         text = _render_env(service, values[service.name])
         if before[service.name] == text:
-            rows.append(ProvisionRow(service.name, "env file", str(path), "unchanged"))
+            rows.append(ProvisionRow(service.name, "env file", str(path), Change.UNCHANGED))
         else:
             if _read_text(path) != text:
                 write_private_file(path, text)
-            change: Change = "create" if before[service.name] is None else "change"
+            change = Change.CREATED if before[service.name] is None else Change.CHANGED
             rows.append(ProvisionRow(service.name, "env file", str(path), change, "mode 0600"))
         env_files.append(ServiceEnv(service.name, path, values[service.name]))
         rows += file_rows.get(service.name, [])
@@ -378,7 +378,7 @@ def _write_secret_files(env_dir: Path, service: str, values: dict[str, str]) -> 
         if path.is_file() and path.name not in wanted and path.name in SECRET_ENV_KEYS:
             path.unlink()
             changed.append(f"-{path.name}")
-    change: Change = "change" if changed else "unchanged"
+    change = Change.CHANGED if changed else Change.UNCHANGED
     detail = f"{len(wanted)} files, mode 0600" if changed else ""
     return [ProvisionRow(service, "secret files", str(directory), change, detail)]
 
@@ -421,7 +421,7 @@ class _Stage:
 
 
 def _planned(row: ProvisionRow) -> ProvisionRow:
-    return row if row.change == "unchanged" else replace(row, change="planned")
+    return row if row.change == Change.UNCHANGED else replace(row, change=Change.PLANNED)
 
 
 def _stopped(
@@ -519,7 +519,7 @@ def _plan_postgres(
 
     def apply(done: list[str]) -> list[ProvisionRow]:
         def applied(obj: ObjectPlan) -> None:
-            verb = "created" if obj.change == "create" else "changed"
+            verb = str(obj.change)
             done.append(f"postgres {obj.kind} {obj.name} {verb}")
 
         provisioner.apply(plan, on_applied=applied)
@@ -561,7 +561,7 @@ def _plan_redis(
                     service.name,
                     "redis db",
                     str(preview.db),
-                    "create" if preview.created else "unchanged",
+                    Change.CREATED if preview.created else Change.UNCHANGED,
                     needs.purpose,
                 )
             )
@@ -572,8 +572,8 @@ def _plan_redis(
                 username = service.name
                 password = _password(existing[service.name], "REDIS_PASSWORD")
                 try:
-                    acl = str(
-                        ensure_acl_user(config, username, password, key_prefix=prefix, dry_run=True)
+                    acl = ensure_acl_user(
+                        config, username, password, key_prefix=prefix, dry_run=True
                     )
                 except (ConfigError, ProvisionError) as exc:
                     raise _blame(service.name, "redis.acl", exc) from exc
@@ -582,9 +582,7 @@ def _plan_redis(
                         service.name,
                         "redis acl user",
                         username,
-                        "unchanged"
-                        if acl == "unchanged"
-                        else ("create" if acl == "created" else "change"),
+                        acl,
                     )
                 )
                 values[service.name]["REDIS_USERNAME"] = username
@@ -722,8 +720,8 @@ def _plan_storage(
 
 def _change(changed: bool, created: bool) -> Change:
     if not changed:
-        return "unchanged"
-    return "create" if created else "change"
+        return Change.UNCHANGED
+    return Change.CREATED if created else Change.CHANGED
 
 
 def _read_text(path: Path) -> str | None:

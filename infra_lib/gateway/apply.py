@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra_lib.changes import Change
 from infra_lib.errors import GatewayConfigRejected, ServiceUnavailable
 from infra_lib.gateway.layer import CONTAINER_ROOT, SERVICE, GatewayPaths, locked
 from infra_lib.gateway.nginx import GatewayOptions, render_config
 from infra_lib.gateway.routes import build_routes, stack_hosts
 from infra_lib.gateway.tls import ensure_tls
 from infra_lib.manifest import Manifest
-from infra_lib.provisioning import Change, ProvisionRow
+from infra_lib.provisioning import ProvisionRow
 from infra_lib.stack.envfile import write_private_file
 
 if TYPE_CHECKING:
@@ -121,8 +122,10 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
             check_config(stack, paths, text)
     else:
         changed = apply_config(stack, paths, text)
-    config_change: Change = ("planned" if dry_run else "change") if changed else "unchanged"
-    tls_change: Change = {"created": "create", "renewed": "change"}.get(tls.leaf, "unchanged")  # type: ignore[assignment]
+    config_change = (Change.PLANNED if dry_run else Change.CHANGED) if changed else Change.UNCHANGED
+    tls_change = {"created": Change.CREATED, "renewed": Change.CHANGED}.get(
+        tls.leaf, Change.UNCHANGED
+    )
     routes = build_routes(manifest)
     rows = (
         ProvisionRow(

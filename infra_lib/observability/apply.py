@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra_lib.changes import Change
 from infra_lib.manifest import Manifest
 from infra_lib.observability.credentials import (
     POSTGRES_MONITOR_ROLE,
@@ -31,7 +32,7 @@ from infra_lib.observability.scrape import (
     render_scrape_config,
     write_scrape_config,
 )
-from infra_lib.provisioning import Change, ProvisionRow
+from infra_lib.provisioning import ProvisionRow
 from infra_lib.stack.envfile import write_private_file
 
 if TYPE_CHECKING:
@@ -106,11 +107,11 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
     if not dry_run:
         changed = write_scrape_config(paths, text)
     after = paths.secrets_env.read_bytes() if paths.secrets_env.is_file() else None
-    secrets_change: Change = "unchanged"
+    secrets_change = Change.UNCHANGED
     if not had_secrets:
-        secrets_change = "planned" if dry_run else "create"
+        secrets_change = Change.PLANNED if dry_run else Change.CREATED
     elif before != after:
-        secrets_change = "change"
+        secrets_change = Change.CHANGED
     rows = (
         ProvisionRow(
             _SERVICE,
@@ -123,7 +124,7 @@ def prepare(stack: Stack, manifest: Manifest, env_dir: Path, *, dry_run: bool = 
             _SERVICE,
             "scrape config",
             str(paths.scrape_file),
-            ("planned" if dry_run else "change") if changed else "unchanged",
+            (Change.PLANNED if dry_run else Change.CHANGED) if changed else Change.UNCHANGED,
             "passed victoria-metrics -dryRun",
         ),
     )
@@ -149,7 +150,7 @@ def apply_credentials(
                 _SERVICE,
                 "postgres role",
                 POSTGRES_MONITOR_ROLE,
-                "planned" if dry_run and change != "unchanged" else change,
+                Change.PLANNED if dry_run and change != Change.UNCHANGED else change,
                 f"pg_monitor, CONNECT on {postgres_db} only",
             )
         )
@@ -160,7 +161,7 @@ def apply_credentials(
                 _SERVICE,
                 "redis acl user",
                 REDIS_MONITOR_USER,
-                "planned" if dry_run and change != "unchanged" else change,
+                Change.PLANNED if dry_run and change != Change.UNCHANGED else change,
                 "no keys, no channels, INFO/SLOWLOG/LATENCY only",
             )
         )

@@ -32,8 +32,9 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from infra_lib.changes import Change
 from infra_lib.errors import ConfigError, ProvisionError, ServiceUnavailable
 from infra_lib.observability.layer import LayerPaths
 from infra_lib.stack.envfile import parse_env_lines, write_private_file
@@ -78,7 +79,7 @@ REDIS_MONITOR_COMMANDS: tuple[str, ...] = (
 )
 
 #: What an ``ensure_*`` function did (or, with ``dry_run``, would do).
-Change = Literal["create", "change", "unchanged"]
+
 
 _COMMENT = "infra-lib monitoring role (observability layer): pg_monitor, no data"
 
@@ -190,7 +191,7 @@ def ensure_postgres_monitor(
 
     It may connect to ``database`` (the admin database, where the exporter
     reads the server-wide statistics) and nowhere else a service database
-    allows. Returns ``"create"``, ``"change"`` or ``"unchanged"``.
+    allows. Returns what changed.
     """
     import psycopg
     from psycopg import sql
@@ -232,7 +233,11 @@ def ensure_postgres_monitor(
                     )
                 )
             if dry_run or not steps:
-                return "unchanged" if not steps else ("create" if row is None else "change")
+                return (
+                    Change.UNCHANGED
+                    if not steps
+                    else (Change.CREATED if row is None else Change.CHANGED)
+                )
             with conn.transaction():
                 for step in steps:
                     conn.execute(step)
@@ -248,14 +253,14 @@ def ensure_postgres_monitor(
             f"{exc}; nothing else was changed"
         ) from exc
     logger.info("PostgreSQL monitoring role %s %s", POSTGRES_MONITOR_ROLE, "ready")
-    return "create" if row is None else "change"
+    return Change.CREATED if row is None else Change.CHANGED
 
 
 def ensure_redis_monitor(config: RedisConfig, password: str, *, dry_run: bool = False) -> Change:
     """Make ``infra-monitor`` an ACL user with no keys, no channels, exporter commands only."""
     from infra_lib.redis.acl import ensure_acl_user
 
-    change = ensure_acl_user(
+    return ensure_acl_user(
         config,
         REDIS_MONITOR_USER,
         password,
@@ -264,6 +269,3 @@ def ensure_redis_monitor(config: RedisConfig, password: str, *, dry_run: bool = 
         channels=(),
         dry_run=dry_run,
     )
-    if change.value == "created":
-        return "create"
-    return "change" if change.value == "changed" else "unchanged"

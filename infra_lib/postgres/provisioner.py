@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from infra_lib.changes import Change
 from infra_lib.errors import ConfigError, ProvisionError, ServiceUnavailable
 from infra_lib.names import validate_pg_identifier
 from infra_lib.postgres.config import PostgresConfig
@@ -51,7 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Change = Literal["create", "change", "unchanged"]
 
 #: Marks roles and databases this library manages (read back by ``list_managed``).
 COMMENT_PREFIX = "infra-lib service: "
@@ -354,7 +354,7 @@ class PostgresProvisioner:
                 f"revoke CONNECT on {name} from PUBLIC",
                 sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)),
             )
-            objects.append(ObjectPlan("database", name, "change", (step,)))
+            objects.append(ObjectPlan("database", name, Change.CHANGED, (step,)))
         return objects
 
     def apply(
@@ -429,7 +429,7 @@ class PostgresProvisioner:
             return ObjectPlan(
                 "role",
                 role.name,
-                "create",
+                Change.CREATED,
                 (
                     Step(f"create role {role.name} (login only{limit})", create),
                     Step(f"mark role {role.name} as managed", comment),
@@ -477,7 +477,11 @@ class PostgresProvisioner:
                 )
             )
         return ObjectPlan(
-            "role", role.name, "change" if steps else "unchanged", tuple(steps), role.service
+            "role",
+            role.name,
+            Change.CHANGED if steps else Change.UNCHANGED,
+            tuple(steps),
+            role.service,
         )
 
     def _plan_database(
@@ -521,7 +525,7 @@ class PostgresProvisioner:
             return ObjectPlan(
                 "database",
                 db.name,
-                "create",
+                Change.CREATED,
                 (
                     *join,
                     Step(
@@ -564,7 +568,11 @@ class PostgresProvisioner:
         if row["comment"] != COMMENT_PREFIX + db.service:
             steps.append(Step(f"mark database {db.name} as managed", comment))
         return ObjectPlan(
-            "database", db.name, "change" if steps else "unchanged", tuple(steps), db.service
+            "database",
+            db.name,
+            Change.CHANGED if steps else Change.UNCHANGED,
+            tuple(steps),
+            db.service,
         )
 
     def _can_login(self, role: RoleSpec, dbname: str | None) -> bool:
@@ -717,7 +725,7 @@ def _privilege_problems(user: str, admin: dict[str, Any], plan: PostgresPlan) ->
     for obj in plan.objects:
         if obj.kind == "role" and obj.steps and not admin["rolcreaterole"]:
             needed = "CREATEROLE"
-        elif obj.kind == "database" and obj.change == "create" and not admin["rolcreatedb"]:
+        elif obj.kind == "database" and obj.change == Change.CREATED and not admin["rolcreatedb"]:
             needed = "CREATEDB"
         else:
             continue

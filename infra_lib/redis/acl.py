@@ -26,12 +26,12 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from enum import StrEnum
 from typing import TypeAlias, cast
 
 import redis
 import redis.exceptions
 
+from infra_lib.changes import Change
 from infra_lib.errors import ConfigError, ProvisionError
 from infra_lib.redis.config import RedisConfig, translate_errors
 from infra_lib.redis.keys import validate_key_prefix
@@ -112,14 +112,6 @@ _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
 # ACL GETUSER values made hashable and comparable, whatever the client's decoding.
 _Canonical: TypeAlias = str | tuple["_Canonical", ...]
-
-
-class Change(StrEnum):
-    """What :func:`ensure_acl_user` did."""
-
-    CREATED = "created"
-    CHANGED = "changed"
-    UNCHANGED = "unchanged"
 
 
 def ensure_acl_user(

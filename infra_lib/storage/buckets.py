@@ -35,9 +35,9 @@ import logging
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from infra_lib.changes import Change
 from infra_lib.errors import ConfigError, ProvisionError
 from infra_lib.storage.config import S3Config, translate_errors
 from infra_lib.storage.keys import check_bucket_name, check_prefix
@@ -62,16 +62,6 @@ _log = logging.getLogger(__name__)
 _CORS_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})
 # Versioning status of a bucket that does not exist (a real status is a str or None).
 _MISSING = "<no such bucket>"
-
-
-class Change(StrEnum):
-    """What provisioning did to one aspect of a bucket or user."""
-
-    CREATED = "created"
-    CHANGED = "changed"
-    UNCHANGED = "unchanged"
-    #: The server does not implement this aspect; nothing was changed.
-    UNSUPPORTED = "unsupported"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

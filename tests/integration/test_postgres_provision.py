@@ -77,7 +77,7 @@ def test_second_run_reports_nothing_and_issues_no_ddl(
 ) -> None:
     role, db = names.service("a")
     first = admin.ensure([role], [db])
-    assert [o.change for o in first.objects] == ["create", "create"]
+    assert [o.change for o in first.objects] == ["created", "created"]
     before = _xmins(admin, [role.name], [db.name])
 
     second = admin.ensure([role], [db])
