@@ -2,7 +2,8 @@
 
 - ``archive.py``: the on-disk archive (atomic writes, manifest with sha256,
   listing, verification, retention, drill marker).
-- ``postgres.py``, ``redis.py``, ``minio.py``: one backup/restore/drill per target.
+- ``postgres.py``, ``redis.py``, ``minio.py``: one backup/restore/drill per target
+  (``pg_tools.py``: where ``pg_dump`` and ``pg_restore`` run).
 - ``target.py``: the one shape every target has (:class:`BackupTarget`) and the
   registry the jobs and archive readers go through.
 - ``jobs.py``: what the Invoke tasks call against the compose stack.

@@ -1,12 +1,8 @@
 """PostgreSQL backup and restore with the server's own ``pg_dump`` and ``pg_restore``.
 
-**Where the tools run.** On the compose stack they run inside the postgres
-container (``docker compose exec -T postgres ...``), so the client is always
-the server's version. The password never enters an argument list: the
-container's shell reads its secret file (``$POSTGRES_PASSWORD_FILE``) and
-hands it to the tool as ``PGPASSWORD``. Against a managed server (no container) the ``pg_dump``
-found in ``PATH`` is used, refused when its major version is older than the
-server's, with the password in the child's environment only.
+**Where the tools run** (the stack's container, the host, an image) is
+:mod:`infra_lib.backup.pg_tools`; the admin connection and role reads are
+:mod:`infra_lib.postgres.catalog`, shared with provisioning.
 
 **What an archive holds.** One custom-format dump per database (already
 compressed by ``pg_dump``; stored as is), ``pg_dumpall --globals-only`` as
@@ -27,12 +23,13 @@ alongside the dump, so it costs CPU rather than wall time (estimates from
 ``pg_class.reltuples`` would be free but could not prove a restore
 complete). A restore counts the same way and compares.
 
-**Restore transport.** The dump is streamed into ``pg_restore`` on its
-standard input, the same way the dump came out: no copy of a
-gigabyte-sized file inside the container, nothing secret left behind in
-it. What this gives up is ``pg_restore --jobs``, which needs a seekable
-file, and which a dump written to a pipe (no data offsets in its table of
-contents) could not use anyway.
+**Restore transport.** The dump goes into ``pg_restore``'s standard input
+the way the dump came out: the kernel copies the file into the pipe
+(``sendfile``), with no copy of a gigabyte-sized file inside the container
+and nothing secret left behind in it. What this gives up is
+``pg_restore --jobs``, which needs a seekable file, and which a dump
+written to a pipe (no data offsets in its table of contents) could not use
+anyway.
 
 **Restore safety.** The archive's checksums are checked before anything
 is touched. Each database is restored into a new temporary database,
@@ -50,13 +47,12 @@ import json
 import logging
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -75,30 +71,39 @@ from infra_lib.backup.model import (
     ProgressCallback,
     RestoreReport,
 )
+from infra_lib.backup.pg_tools import (
+    ContainerPgTools,
+    ImagePgTools,
+    LocalPgTools,
+    PgTools,
+    choose_managed_tools,
+)
+from infra_lib.backup.pg_tools import check_client as _check_client
 from infra_lib.backup.postgres_roles import ROLES_FILE
 from infra_lib.backup.postgres_roles import ensure_roles as _ensure_roles
-from infra_lib.backup.streams import Command, Throttle, capture, drain, feed_file
+from infra_lib.backup.streams import Throttle, drain, feed_file
 from infra_lib.errors import (
     BackupError,
     ConfigError,
     InfraError,
     RestoreRefused,
-    ServiceUnavailable,
 )
 from infra_lib.names import validate_pg_identifier
+from infra_lib.postgres.catalog import admin_connection, read_roles
 from infra_lib.postgres.config import PostgresConfig
 
 if TYPE_CHECKING:
     from infra_lib.stack.compose import Stack
-    from infra_lib.stack.settings import StackSettings
 
 __all__ = [
     "DEFAULT_COMPRESSION",
     "ContainerPgTools",
+    "ImagePgTools",
     "LocalPgTools",
     "PgTools",
     "PostgresSource",
     "backup_postgres",
+    "choose_managed_tools",
     "drill_postgres",
     "restore_postgres",
 ]
@@ -118,215 +123,6 @@ GLOBALS_FILE = "globals.sql.gz"
 #: Marks temporary databases of a restore or drill, so a leftover is recognisable.
 TEMP_COMMENT = "infra-lib restore in progress; safe to drop if no restore runs"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
-
-
-# -- where the tools run ----------------------------------------------------
-
-
-class PgTools(Protocol):
-    """Runs ``pg_dump``, ``pg_dumpall`` and ``pg_restore`` against one server."""
-
-    @property
-    def kind(self) -> str:
-        """``"container"`` (the stack's), ``"image"`` (a one-off container) or ``"local"``."""
-
-    def command(
-        self, program: str, args: Sequence[str], *, what: str, database: str | None = None
-    ) -> Command: ...
-
-
-# The container supplies user and password (its secret file, or the
-# variable of an older compose file), so neither is in the argument list;
-# "$@" passes program and arguments without re-quoting.
-_CONTAINER_SCRIPT = (
-    'PGPASSWORD="${POSTGRES_PASSWORD:-$(cat "${POSTGRES_PASSWORD_FILE:-'
-    '/run/secrets/postgres-password}")}" '
-    'PGUSER="${POSTGRES_USER:-postgres}" PGHOST=127.0.0.1 PGPORT=5432 exec "$@"'
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerPgTools:
-    """The tools inside the compose stack's postgres container."""
-
-    compose_argv: tuple[str, ...]
-    service: str = "postgres"
-    kind: str = "container"
-
-    @classmethod
-    def from_stack(cls, stack: Stack) -> ContainerPgTools:
-        """Reuse the exact ``docker compose --file ... --project-name ...`` of ``stack``."""
-        argv = stack.docker.compose.docker_compose_cmd
-        return cls(tuple(str(part) for part in argv))
-
-    def command(
-        self, program: str, args: Sequence[str], *, what: str, database: str | None = None
-    ) -> Command:
-        env_args: tuple[str, ...] = ("--env", f"PGDATABASE={database}") if database else ()
-        argv = (
-            *self.compose_argv,
-            "exec",
-            "-T",
-            *env_args,
-            self.service,
-            "sh",
-            "-c",
-            _CONTAINER_SCRIPT,
-            "sh",
-            program,
-            *args,
-        )
-        return Command(argv, what)
-
-
-def _libpq_env(cfg: PostgresConfig, database: str | None) -> dict[str, str]:
-    """Where and as whom the tools connect, as libpq's variables (no password)."""
-    return {
-        "PGHOST": cfg.host,
-        "PGPORT": str(cfg.port),
-        "PGUSER": cfg.user,
-        "PGSSLMODE": cfg.sslmode,
-        "PGCONNECT_TIMEOUT": str(cfg.connect_timeout),
-        "PGAPPNAME": cfg.application_name,
-        "PGDATABASE": database or cfg.dbname,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class LocalPgTools:
-    """The tools found in ``PATH`` (or ``bindir``), for a server outside the stack."""
-
-    config: PostgresConfig
-    bindir: Path | None = None
-    kind: str = "local"
-
-    def command(
-        self, program: str, args: Sequence[str], *, what: str, database: str | None = None
-    ) -> Command:
-        search = str(self.bindir) if self.bindir is not None else None
-        path = shutil.which(program, path=search)
-        if path is None:
-            where = f"in {self.bindir}" if self.bindir else "in PATH"
-            raise BackupError(
-                f"{program} is not installed {where}; install the PostgreSQL client tools "
-                "(the server's major version or newer) to back up a server outside the stack."
-            )
-        cfg = self.config
-        env = _libpq_env(cfg, database)
-        if cfg.password is not None:
-            env["PGPASSWORD"] = cfg.password
-        if cfg.sslrootcert:
-            env["PGSSLROOTCERT"] = cfg.sslrootcert
-        return Command((path, *args), what, env)
-
-
-#: Where :class:`ImagePgTools` mounts the password file and the CA bundle.
-_MOUNT = "/run/infra-pg"
-
-
-@dataclass(frozen=True, slots=True)
-class ImagePgTools:
-    """The tools of a PostgreSQL image, each run in a one-off container (``docker run --rm``).
-
-    For a server outside the stack whose major version is newer than the
-    host's tools: the image brings tools of its own version. The container
-    shares the host's network, so it reaches the server as the host does.
-    The password reaches it as a libpq password file, mounted read-only from
-    ``private_dir`` (0700, the file 0600), so it is in no argument and in no
-    container's environment (``docker inspect`` shows only the path).
-    """
-
-    config: PostgresConfig
-    image: str
-    private_dir: Path
-    docker: str = "docker"
-    kind: str = "image"
-
-    def _passfile(self) -> Path:
-        from infra_lib.stack.envfile import make_private_dirs, write_private_file
-
-        cfg = self.config
-        make_private_dirs(self.private_dir)
-        path = self.private_dir / "pg-tools.pgpass"
-
-        def escaped(value: str) -> str:
-            return value.replace("\\", "\\\\").replace(":", "\\:")
-
-        line = ":".join(
-            [escaped(cfg.host), str(cfg.port), "*", escaped(cfg.user), escaped(cfg.password or "")]
-        )
-        if not path.is_file() or path.read_text(encoding="utf-8") != line + "\n":
-            write_private_file(path, line + "\n")
-        return path
-
-    def command(
-        self, program: str, args: Sequence[str], *, what: str, database: str | None = None
-    ) -> Command:
-        cfg = self.config
-        mounts = ["--volume", f"{self._passfile()}:{_MOUNT}/pgpass:ro"]
-        env = {**_libpq_env(cfg, database), "PGPASSFILE": f"{_MOUNT}/pgpass"}
-        if cfg.sslrootcert:
-            mounts += ["--volume", f"{cfg.sslrootcert}:{_MOUNT}/ca.pem:ro"]
-            env["PGSSLROOTCERT"] = f"{_MOUNT}/ca.pem"
-        settings = [part for key, value in env.items() for part in ("--env", f"{key}={value}")]
-        argv = (
-            self.docker, "run", "--rm", "--interactive", "--network", "host",
-            "--user", "0", *mounts, *settings, "--entrypoint", program, self.image, *args,
-        )  # fmt: skip
-        return Command(argv, what)
-
-
-def choose_managed_tools(
-    config: PostgresConfig, settings: StackSettings, server_major: int
-) -> PgTools:
-    """The tools for a server outside the stack, as ``POSTGRES_TOOLS`` says (see settings)."""
-    image = ImagePgTools(
-        config, settings.postgres_tools_image or settings.postgres_image, settings.secrets_dir
-    )
-    local = LocalPgTools(config)
-    if settings.postgres_tools == "image":
-        return image
-    if settings.postgres_tools == "local":
-        return local
-    if shutil.which("pg_dump") is not None and _client_version(local, "pg_dump")[1] >= server_major:
-        return local
-    logger.info(
-        "postgres: the host has no pg_dump %s or newer; using the tools of %s",
-        server_major,
-        image.image,
-    )
-    return image
-
-
-def _client_version(tools: PgTools, program: str) -> tuple[str, int]:
-    text = capture(tools.command(program, ["--version"], what=f"{program} --version")).strip()
-    match = _VERSION.search(text)
-    if match is None:
-        raise BackupError(f"cannot tell the version of {program} from {text!r}")
-    return text, int(match[1])
-
-
-def _check_client(tools: PgTools, program: str, server_major: int) -> tuple[str, int]:
-    """``program``'s version text and major version; BackupError if older than the server."""
-    if tools.kind == "container":
-        # The tools ship with the server in its own image: same version by construction.
-        return f"{program} of the server's container", server_major
-    text, major = _client_version(tools, program)
-    if major < server_major:
-        if isinstance(tools, ImagePgTools):
-            raise BackupError(
-                f"{program} of the image {tools.image} is version {major} ({text}), older than "
-                f"the server's {server_major}. Set POSTGRES_TOOLS_IMAGE to a PostgreSQL "
-                f"{server_major} image (or newer)."
-            )
-        raise BackupError(
-            f"{program} is version {major} ({text}), older than the server's "
-            f"{server_major}; an older {program} cannot handle a newer server. Install the "
-            f"PostgreSQL {server_major} client tools (or newer) and put them first in PATH, "
-            "or set POSTGRES_TOOLS=image to run those of a PostgreSQL image."
-        )
-    return text, major
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,19 +167,7 @@ class PostgresSource:
         self, dbname: str | None = None, *, autocommit: bool = True
     ) -> Iterator[psycopg.Connection[Any]]:
         """A connection as the admin role; ServiceUnavailable when it fails."""
-        kwargs = self.config.connect_kwargs(autocommit=autocommit)
-        if dbname is not None:
-            kwargs["dbname"] = dbname
-        try:
-            conn = psycopg.connect(**kwargs)
-        except psycopg.OperationalError as exc:
-            raise ServiceUnavailable(
-                f"cannot connect to PostgreSQL at {self.config.host}:{self.config.port} "
-                f"(database {kwargs['dbname']!r}) as {self.config.user!r}: "
-                f"{str(exc).strip()}",
-                service="postgres",
-            ) from exc
-        with conn:
+        with admin_connection(self.config, dbname, autocommit=autocommit) as conn:
             yield conn
 
 
@@ -547,36 +331,25 @@ def _database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
 
 
 def _read_roles(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    base = """
-        SELECT r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb,
-               r.rolcanlogin, r.rolreplication, r.rolbypassrls, r.rolconnlimit,
-               r.rolvaliduntil::text, {verifier}, shobj_description(r.oid, 'pg_authid')
-        FROM pg_roles r {join} WHERE r.rolname NOT LIKE 'pg\\_%' ORDER BY 1
-    """
-    passwords = True
-    try:
-        rows = conn.execute(
-            base.format(verifier="a.rolpassword", join="JOIN pg_authid a ON a.oid = r.oid")
-        ).fetchall()
-    except psycopg.errors.InsufficientPrivilege:
-        # Managed servers hide pg_authid: roles can be recreated, not their passwords.
-        passwords = False
-        rows = conn.execute(base.format(verifier="NULL", join="")).fetchall()
-    keys = [
-        "name",
-        "superuser",
-        "inherit",
-        "createrole",
-        "createdb",
-        "login",
-        "replication",
-        "bypassrls",
-        "connection_limit",
-        "valid_until",
-        "password",
-        "comment",
+    """Every role as the archive's roles file records it, with its memberships."""
+    rows, passwords = read_roles(conn)
+    roles = [
+        {
+            "name": row["rolname"],
+            "superuser": row["rolsuper"],
+            "inherit": row["rolinherit"],
+            "createrole": row["rolcreaterole"],
+            "createdb": row["rolcreatedb"],
+            "login": row["rolcanlogin"],
+            "replication": row["rolreplication"],
+            "bypassrls": row["rolbypassrls"],
+            "connection_limit": row["rolconnlimit"],
+            "valid_until": row["valid_until_text"],
+            "password": row["rolpassword"],
+            "comment": row["comment"],
+        }
+        for row in rows
     ]
-    roles = [dict(zip(keys, row, strict=True)) for row in rows]
     members = conn.execute(
         "SELECT pg_get_userbyid(roleid), pg_get_userbyid(member), admin_option "
         "FROM pg_auth_members ORDER BY 1, 2"

@@ -35,8 +35,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from infra_lib.changes import Change
-from infra_lib.errors import ConfigError, ProvisionError, ServiceUnavailable
+from infra_lib.errors import ConfigError, ProvisionError
 from infra_lib.names import validate_pg_identifier
+from infra_lib.postgres.catalog import admin_connection, read_roles
 from infra_lib.postgres.config import PostgresConfig
 from infra_lib.postgres.scram import scram_matches
 
@@ -173,19 +174,12 @@ class PostgresProvisioner:
     @contextmanager
     def connect(self, dbname: str | None = None) -> Iterator[psycopg.Connection[Any]]:
         """An autocommit admin connection; ServiceUnavailable when it fails."""
-        kwargs = self.config.connect_kwargs(autocommit=True)
-        if dbname is not None:
-            kwargs["dbname"] = dbname
-        try:
-            conn = psycopg.connect(**kwargs)
-        except psycopg.OperationalError as exc:
-            raise ServiceUnavailable(
-                f"cannot connect to PostgreSQL at {self.config.host}:{self.config.port} as "
-                f"{self.config.user!r}: {str(exc).strip()}. Check the admin password "
-                "(POSTGRES_PASSWORD) and that the server runs (`inv status`).",
-                service="postgres",
-            ) from exc
-        with conn:
+        with admin_connection(
+            self.config,
+            dbname,
+            hint=". Check the admin password (POSTGRES_PASSWORD) and that the server runs "
+            "(`inv status`).",
+        ) as conn:
             yield conn
 
     @contextmanager
@@ -769,29 +763,7 @@ def _read_roles(
     conn: psycopg.Connection[Any], names: Sequence[str]
 ) -> tuple[dict[str, dict[str, Any]], bool]:
     """Role rows by name, and whether password verifiers were readable."""
-    # psycopg cannot load 'infinity' timestamps; NULL means the same here.
-    base = sql.SQL(
-        "SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, "
-        "rolbypassrls, rolconnlimit, NULLIF(rolvaliduntil, 'infinity') AS rolvaliduntil, "
-        "{verifier} AS rolpassword, shobj_description(oid, 'pg_authid') AS comment "
-        "FROM {table} WHERE rolname = ANY(%s)"
-    )
-    readable = True
-    cur = conn.cursor(row_factory=dict_row)
-    try:
-        with conn.transaction():
-            rows = cur.execute(
-                base.format(
-                    verifier=sql.Identifier("rolpassword"), table=sql.Identifier("pg_authid")
-                ),
-                [list(names)],
-            ).fetchall()
-    except psycopg.errors.InsufficientPrivilege:
-        # Managed servers hide pg_authid; pg_roles shows '********' instead.
-        readable = False
-        rows = cur.execute(
-            base.format(verifier=sql.NULL, table=sql.Identifier("pg_roles")), [list(names)]
-        ).fetchall()
+    rows, readable = read_roles(conn, names)
     return {row["rolname"]: row for row in rows}, readable
 
 

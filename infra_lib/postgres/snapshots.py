@@ -29,11 +29,12 @@ import json
 import re
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from infra_lib.errors import ConfigError, ProvisionError, ServiceUnavailable
+from infra_lib.errors import ConfigError, ProvisionError
 
 if TYPE_CHECKING:
     import psycopg
@@ -110,17 +111,10 @@ class Snapshots:
     def __init__(self, config: PostgresConfig) -> None:
         self._config = config
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        import psycopg
+    def _connect(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        from infra_lib.postgres.catalog import admin_connection
 
-        try:
-            return psycopg.connect(**self._config.connect_kwargs(autocommit=True))
-        except psycopg.OperationalError as exc:
-            raise ServiceUnavailable(
-                f"cannot reach PostgreSQL at {self._config.host}:{self._config.port} to manage "
-                f"snapshots: {str(exc).strip().splitlines()[0]}",
-                service="postgres",
-            ) from exc
+        return admin_connection(self._config, hint=" (to manage snapshots)")
 
     # -- reading ----------------------------------------------------------
 

@@ -1,0 +1,88 @@
+"""Admin connections and role reads: the PostgreSQL catalog, read in one place.
+
+Provisioning and backup both connect as the admin role and read roles with
+their password verifiers. A managed server hides ``pg_authid`` from its
+admin role; both fall back here to ``pg_roles`` (everything but the
+verifiers), so that difference is handled once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from infra_lib.errors import ServiceUnavailable
+from infra_lib.postgres.config import PostgresConfig
+
+__all__ = ["RoleRows", "admin_connection", "read_roles"]
+
+#: One row per role (``pg_authid``'s columns), and whether the verifiers were readable.
+RoleRows = tuple[list[dict[str, Any]], bool]
+
+
+@contextmanager
+def admin_connection(
+    config: PostgresConfig, dbname: str | None = None, *, autocommit: bool = True, hint: str = ""
+) -> Iterator[psycopg.Connection[Any]]:
+    """A connection as ``config``'s (admin) role; ServiceUnavailable when it fails.
+
+    ``hint`` ends the message (what to check); the password is never in it.
+    """
+    kwargs = config.connect_kwargs(autocommit=autocommit)
+    if dbname is not None:
+        kwargs["dbname"] = dbname
+    try:
+        conn = psycopg.connect(**kwargs)
+    except psycopg.OperationalError as exc:
+        raise ServiceUnavailable(
+            f"cannot connect to PostgreSQL at {config.host}:{config.port} "
+            f"(database {kwargs['dbname']!r}) as {config.user!r}: {str(exc).strip()}" + hint,
+            service="postgres",
+        ) from exc
+    with conn:
+        yield conn
+
+
+def read_roles(conn: psycopg.Connection[Any], names: Sequence[str] | None = None) -> RoleRows:
+    """The roles called ``names`` (all but the built-in ``pg_*`` ones by default).
+
+    Each row has ``pg_authid``'s columns plus ``comment`` and
+    ``valid_until_text`` (``rolvaliduntil`` as the server prints it;
+    ``rolvaliduntil`` itself is NULL for "never", as psycopg cannot load
+    ``infinity``). ``rolpassword`` is the stored verifier, or NULL with
+    ``False`` when the server does not show them.
+    """
+    query = sql.SQL(
+        "SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, "
+        "rolreplication, rolbypassrls, rolconnlimit, "
+        "NULLIF(rolvaliduntil, 'infinity') AS rolvaliduntil, "
+        "rolvaliduntil::text AS valid_until_text, {verifier} AS rolpassword, "
+        "shobj_description(oid, 'pg_authid') AS comment FROM {table} WHERE {which} ORDER BY 1"
+    )
+    which = sql.SQL("rolname NOT LIKE 'pg\\_%'") if names is None else sql.SQL("rolname = ANY(%s)")
+    params = [] if names is None else [list(names)]
+    cur = conn.cursor(row_factory=dict_row)
+    try:
+        # A savepoint, so the refused read leaves a caller's transaction usable.
+        with conn.transaction():
+            rows = cur.execute(
+                query.format(
+                    verifier=sql.Identifier("rolpassword"),
+                    table=sql.Identifier("pg_authid"),
+                    which=which,
+                ),
+                params,
+            ).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        # pg_roles shows '********' for the verifier; NULL says "unknown" plainly.
+        rows = cur.execute(
+            query.format(verifier=sql.NULL, table=sql.Identifier("pg_roles"), which=which),
+            params,
+        ).fetchall()
+        return rows, False
+    return rows, True
