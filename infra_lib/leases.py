@@ -28,14 +28,13 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Self, cast
+from typing import TYPE_CHECKING, cast
 
+from infra_lib._closing import Closing
 from infra_lib.errors import InfraError
 from infra_lib.redis.config import translate_errors
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     import redis
 
     from infra_lib.redis.config import RedisConfig
@@ -162,7 +161,7 @@ class Lease:
             return None
 
 
-class LeaseStore:
+class LeaseStore(Closing):
     """The leases in Redis, through an admin connection.
 
     ``registry_db`` is the DB of the DB-number registry (the server's last
@@ -174,17 +173,6 @@ class LeaseStore:
         self._config = config
         self._key = key
         self._client: redis.Redis = config.client(registry_db, decode_responses=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the connection pool."""

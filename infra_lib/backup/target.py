@@ -1,7 +1,7 @@
 """One shape for every backup target, and the registry that names them.
 
-A target (PostgreSQL, Redis, object storage, ...) is one class that
-implements :class:`BackupTarget`: what a service of the manifest uses of it,
+A target (PostgreSQL, Redis, object storage, ...) is one subclass of
+:class:`BackupTarget`: what a service of the manifest uses of it,
 how to back up, restore and drill it, how its datasets' ``details`` are
 checked when an archive is read, and which archive holds one service's data.
 :mod:`infra_lib.backup.jobs` and the archive readers only go through the
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from infra_lib.errors import ConfigError
 
@@ -56,51 +56,6 @@ class Job:
     service: ServiceManifest | None = None
     skip_bucket: str | None = None
     scratch_db: int | None = None
-
-
-class BackupTarget(Protocol):
-    """A kind of data the stack holds, and how to back it up and bring it back."""
-
-    #: The target's name in ``--target``, archive names and manifests.
-    name: str
-
-    def uses(self, service: ServiceManifest) -> bool:
-        """Whether ``service`` keeps data in this target (per the manifest)."""
-        ...
-
-    def check_details(self, dataset: str, details: dict[str, Any]) -> None:
-        """Raise ValueError when a dataset's ``details`` in an archive break the schema."""
-        ...
-
-    def holds(self, job: Job) -> Callable[[ArchiveManifest], bool]:
-        """A test for archives that hold ``job.service``'s data."""
-        ...
-
-    def backup(
-        self, job: Job, dest: Path, *, scope: str, on_progress: ProgressCallback | None
-    ) -> ArchiveInfo:
-        """Write one archive of what ``job`` covers into ``dest``."""
-        ...
-
-    def restore(
-        self,
-        job: Job,
-        archive: Path,
-        *,
-        into: str | None,
-        force: bool,
-        check_only: bool,
-        on_progress: ProgressCallback | None,
-    ) -> RestoreReport:
-        """Restore what ``job`` covers from ``archive`` (only the refusing checks with
-        ``check_only``)."""
-        ...
-
-    def drill(
-        self, job: Job, archive: Path, *, on_progress: ProgressCallback | None
-    ) -> list[DatasetRestore]:
-        """Restore ``archive`` into scratch copies, compare them, and remove them."""
-        ...
 
 
 _REGISTRY: dict[str, BackupTarget] = {}
@@ -145,10 +100,108 @@ def _dataset_test(name: str) -> Callable[[ArchiveManifest], bool]:
     return lambda manifest: manifest.dataset(name) is not None
 
 
-class PostgresTarget:
+class BackupTarget:
+    """A kind of data the stack holds, and how to back it up and bring it back.
+
+    A subclass names itself and says what a service uses of it
+    (:meth:`uses`), how its datasets' ``details`` are checked and which
+    archives hold a service's data (:meth:`holds`). For backup, restore and
+    drill it either overrides those three methods, or names the ``module``
+    whose ``backup_<name>``, ``restore_<name>`` and ``drill_<name>`` do the
+    work and gives them the job's server (:meth:`_server`) and selection
+    (:meth:`_selection`).
+    """
+
+    #: The target's name in ``--target``, archive names and manifests.
+    name: str
+    #: The module with the target's backup, restore and drill functions.
+    module: str
+
+    def uses(self, service: ServiceManifest) -> bool:
+        """Whether ``service`` keeps data in this target (per the manifest)."""
+        raise NotImplementedError
+
+    def check_details(self, dataset: str, details: dict[str, Any]) -> None:
+        """Raise ValueError when a dataset's ``details`` in an archive break the schema."""
+        raise NotImplementedError
+
+    def holds(self, job: Job) -> Callable[[ArchiveManifest], bool]:
+        """A test for archives that hold ``job.service``'s data."""
+        raise NotImplementedError
+
+    def _function(self, verb: str) -> Callable[..., Any]:
+        import importlib
+
+        function: Callable[..., Any] = getattr(
+            importlib.import_module(self.module), f"{verb}_{self.name}"
+        )
+        return function
+
+    def _server(self, job: Job) -> Any:
+        """What the module's functions take first: a source or a config."""
+        raise NotImplementedError
+
+    def _selection(self, job: Job, *, backup: bool) -> dict[str, Any]:
+        """The keyword that narrows the work to ``job.service`` (none: everything)."""
+        raise NotImplementedError
+
+    def _into(self, into: str | None) -> dict[str, Any]:
+        return {"into": into}
+
+    def _drill_options(self, job: Job) -> dict[str, Any]:
+        return {}
+
+    def backup(
+        self, job: Job, dest: Path, *, scope: str, on_progress: ProgressCallback | None
+    ) -> ArchiveInfo:
+        """Write one archive of what ``job`` covers into ``dest``."""
+        info: ArchiveInfo = self._function("backup")(
+            self._server(job),
+            dest,
+            **self._selection(job, backup=True),
+            scope=scope,
+            on_progress=on_progress,
+        )
+        return info
+
+    def restore(
+        self,
+        job: Job,
+        archive: Path,
+        *,
+        into: str | None,
+        force: bool,
+        check_only: bool,
+        on_progress: ProgressCallback | None,
+    ) -> RestoreReport:
+        """Restore what ``job`` covers from ``archive``; only the checks that can
+        refuse with ``check_only``."""
+        report: RestoreReport = self._function("restore")(
+            self._server(job),
+            archive,
+            **self._selection(job, backup=False),
+            **self._into(into),
+            force=force,
+            check_only=check_only,
+            on_progress=on_progress,
+        )
+        return report
+
+    def drill(
+        self, job: Job, archive: Path, *, on_progress: ProgressCallback | None
+    ) -> list[DatasetRestore]:
+        """Restore ``archive`` into scratch copies, compare them, and remove them."""
+        datasets: list[DatasetRestore] = self._function("drill")(
+            self._server(job), archive, **self._drill_options(job), on_progress=on_progress
+        )
+        return datasets
+
+
+class PostgresTarget(BackupTarget):
     """The stack's PostgreSQL: one dataset per database (``pg_dump``)."""
 
     name = "postgres"
+    module = "infra_lib.backup.postgres"
 
     def uses(self, service: ServiceManifest) -> bool:
         return service.postgres is not None
@@ -169,58 +222,20 @@ class PostgresTarget:
     def holds(self, job: Job) -> Callable[[ArchiveManifest], bool]:
         return _dataset_test(self.database(_service_of(job, "holds")))
 
-    def _databases(self, job: Job) -> list[str] | None:
-        return [self.database(job.service)] if job.service is not None else None
+    def _server(self, job: Job) -> Any:
+        from infra_lib.backup.postgres import PostgresSource
 
-    def backup(
-        self, job: Job, dest: Path, *, scope: str, on_progress: ProgressCallback | None
-    ) -> ArchiveInfo:
-        from infra_lib.backup.postgres import PostgresSource, backup_postgres
+        return PostgresSource.from_stack(job.stack)
 
-        return backup_postgres(
-            PostgresSource.from_stack(job.stack),
-            dest,
-            databases=self._databases(job),
-            scope=scope,
-            on_progress=on_progress,
-        )
-
-    def restore(
-        self,
-        job: Job,
-        archive: Path,
-        *,
-        into: str | None,
-        force: bool,
-        check_only: bool,
-        on_progress: ProgressCallback | None,
-    ) -> RestoreReport:
-        from infra_lib.backup.postgres import PostgresSource, restore_postgres
-
-        return restore_postgres(
-            PostgresSource.from_stack(job.stack),
-            archive,
-            databases=self._databases(job),
-            into=into,
-            force=force,
-            check_only=check_only,
-            on_progress=on_progress,
-        )
-
-    def drill(
-        self, job: Job, archive: Path, *, on_progress: ProgressCallback | None
-    ) -> list[DatasetRestore]:
-        from infra_lib.backup.postgres import PostgresSource, drill_postgres
-
-        return drill_postgres(
-            PostgresSource.from_stack(job.stack), archive, on_progress=on_progress
-        )
+    def _selection(self, job: Job, *, backup: bool) -> dict[str, Any]:
+        return {"databases": [self.database(job.service)] if job.service else None}
 
 
-class RedisTarget:
+class RedisTarget(BackupTarget):
     """The stack's Redis: one dataset per DB (``DUMP`` of every key, with TTLs)."""
 
     name = "redis"
+    module = "infra_lib.backup.redis"
 
     def uses(self, service: ServiceManifest) -> bool:
         return service.redis is not None
@@ -255,66 +270,28 @@ class RedisTarget:
 
         return _dataset_test(dataset_name(self.db(job.stack, _service_of(job, "holds"))))
 
-    def _dbs(self, job: Job) -> list[int] | None:
-        return [self.db(job.stack, job.service)] if job.service is not None else None
-
-    def backup(
-        self, job: Job, dest: Path, *, scope: str, on_progress: ProgressCallback | None
-    ) -> ArchiveInfo:
-        from infra_lib.backup.redis import backup_redis
+    def _server(self, job: Job) -> Any:
         from infra_lib.redis.config import RedisConfig
 
-        return backup_redis(
-            RedisConfig.from_stack(job.stack.settings),
-            dest,
-            dbs=self._dbs(job),
-            scope=scope,
-            on_progress=on_progress,
-        )
+        return RedisConfig.from_stack(job.stack.settings)
 
-    def restore(
-        self,
-        job: Job,
-        archive: Path,
-        *,
-        into: str | None,
-        force: bool,
-        check_only: bool,
-        on_progress: ProgressCallback | None,
-    ) -> RestoreReport:
-        from infra_lib.backup.redis import restore_redis
-        from infra_lib.redis.config import RedisConfig
+    def _selection(self, job: Job, *, backup: bool) -> dict[str, Any]:
+        return {"dbs": [self.db(job.stack, job.service)] if job.service else None}
 
+    def _into(self, into: str | None) -> dict[str, Any]:
         if into is not None and not into.isdigit():
             raise ConfigError(f"--into for redis is a DB number, not {into!r}")
-        return restore_redis(
-            RedisConfig.from_stack(job.stack.settings),
-            archive,
-            dbs=self._dbs(job),
-            into=int(into) if into is not None else None,
-            force=force,
-            check_only=check_only,
-            on_progress=on_progress,
-        )
+        return {"into": int(into) if into is not None else None}
 
-    def drill(
-        self, job: Job, archive: Path, *, on_progress: ProgressCallback | None
-    ) -> list[DatasetRestore]:
-        from infra_lib.backup.redis import drill_redis
-        from infra_lib.redis.config import RedisConfig
-
-        return drill_redis(
-            RedisConfig.from_stack(job.stack.settings),
-            archive,
-            scratch_db=job.scratch_db,
-            on_progress=on_progress,
-        )
+    def _drill_options(self, job: Job) -> dict[str, Any]:
+        return {"scratch_db": job.scratch_db}
 
 
-class MinioTarget:
+class MinioTarget(BackupTarget):
     """The stack's object storage: one dataset per bucket, or prefixes in one."""
 
     name = "minio"
+    module = "infra_lib.backup.minio"
 
     def uses(self, service: ServiceManifest) -> bool:
         return service.storage is not None and bool(service.storage.prefixes)
@@ -363,51 +340,17 @@ class MinioTarget:
 
         return covers
 
-    def backup(
-        self, job: Job, dest: Path, *, scope: str, on_progress: ProgressCallback | None
-    ) -> ArchiveInfo:
-        from infra_lib.backup.minio import backup_minio
+    def _server(self, job: Job) -> Any:
         from infra_lib.storage.config import S3Config
 
-        store = S3Config.from_stack(job.stack.settings)
-        scopes = [self.scope(job.manifest, job.service)] if job.service is not None else None
-        if scopes is None and job.skip_bucket is not None:
-            scopes = _buckets_except(store, job.skip_bucket)
-        return backup_minio(store, dest, scopes=scopes, scope=scope, on_progress=on_progress)
+        return S3Config.from_stack(job.stack.settings)
 
-    def restore(
-        self,
-        job: Job,
-        archive: Path,
-        *,
-        into: str | None,
-        force: bool,
-        check_only: bool,
-        on_progress: ProgressCallback | None,
-    ) -> RestoreReport:
-        from infra_lib.backup.minio import restore_minio
-        from infra_lib.storage.config import S3Config
-
-        scopes = [self.scope(job.manifest, job.service)] if job.service is not None else None
-        return restore_minio(
-            S3Config.from_stack(job.stack.settings),
-            archive,
-            scopes=scopes,
-            into=into,
-            force=force,
-            check_only=check_only,
-            on_progress=on_progress,
-        )
-
-    def drill(
-        self, job: Job, archive: Path, *, on_progress: ProgressCallback | None
-    ) -> list[DatasetRestore]:
-        from infra_lib.backup.minio import drill_minio
-        from infra_lib.storage.config import S3Config
-
-        return drill_minio(
-            S3Config.from_stack(job.stack.settings), archive, on_progress=on_progress
-        )
+    def _selection(self, job: Job, *, backup: bool) -> dict[str, Any]:
+        if job.service is not None:
+            return {"scopes": [self.scope(job.manifest, job.service)]}
+        if backup and job.skip_bucket is not None:
+            return {"scopes": _buckets_except(self._server(job), job.skip_bucket)}
+        return {"scopes": None}
 
 
 def _buckets_except(store: S3Config, bucket: str) -> list[BucketScope]:

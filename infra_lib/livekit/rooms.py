@@ -36,6 +36,7 @@ from typing import Any, Literal, Self, TypeVar, cast
 import aiohttp
 from livekit import api
 
+from infra_lib._closing import Closing
 from infra_lib.errors import ConfigError, LiveKitError, ServiceUnavailable
 from infra_lib.livekit.config import LiveKitConfig, check_name
 
@@ -264,7 +265,7 @@ class AsyncRoomService:
             ) from exc
 
 
-class RoomService:
+class RoomService(Closing):
     """:class:`AsyncRoomService` for synchronous code.
 
     The calls run on a private event loop in a daemon thread that the first
@@ -290,17 +291,6 @@ class RoomService:
     @property
     def config(self) -> LiveKitConfig:
         return self._config
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the HTTP session and stop the loop's thread."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import redis
 import redis.exceptions
 
+from infra_lib._closing import Closing
 from infra_lib.errors import (
     AllocationConflict,
     CapacityExhausted,
@@ -28,8 +29,6 @@ from infra_lib.names import validate_service_name
 from infra_lib.redis.config import translate_errors
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from redis.commands.core import Script
 
     from infra_lib.redis.config import RedisConfig
@@ -128,7 +127,7 @@ def _simulate(
     return "full", str(len(claims))
 
 
-class RedisDbAllocator:
+class RedisDbAllocator(Closing):
     """Hands out Redis DB numbers to services: stable, idempotent, atomic.
 
     ``registry_db`` defaults to the server's last DB (``databases - 1``).
@@ -174,17 +173,6 @@ class RedisDbAllocator:
         self._script: Script | None = None
 
     # -- lifecycle ---------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the registry connection pool; the allocator reconnects if used again."""

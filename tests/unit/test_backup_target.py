@@ -23,14 +23,21 @@ from infra_lib.backup.archive import (
     list_archives,
 )
 from infra_lib.backup.model import CountCheck, DatasetRestore, ProgressCallback, RestoreReport
-from infra_lib.backup.target import Job, get_target, register, target_names, unregister
+from infra_lib.backup.target import (
+    BackupTarget,
+    Job,
+    get_target,
+    register,
+    target_names,
+    unregister,
+)
 from infra_lib.errors import BackupCorrupt, ConfigError
 from infra_lib.manifest import ServiceManifest
 from infra_lib.stack.compose import Stack, StackPaths
 from infra_lib.stack.settings import load_stack_settings
 
 
-class ToyTarget:
+class ToyTarget(BackupTarget):
     """Key-value data in one JSON file, standing in for a server."""
 
     name = "toy"
