@@ -65,7 +65,8 @@ def read_roles(conn: psycopg.Connection[Any], names: Sequence[str] | None = None
         "shobj_description(oid, 'pg_authid') AS comment FROM {table} WHERE {which} ORDER BY 1"
     )
     which = sql.SQL("rolname NOT LIKE 'pg\\_%'") if names is None else sql.SQL("rolname = ANY(%s)")
-    params = [] if names is None else [list(names)]
+    # No parameters at all for the listing: its LIKE pattern holds a '%'.
+    params = None if names is None else [list(names)]
     cur = conn.cursor(row_factory=dict_row)
     try:
         # A savepoint, so the refused read leaves a caller's transaction usable.
