@@ -141,32 +141,28 @@ def create_database(admin: PostgresConfig, names: SessionNames) -> PostgresConfi
 
 
 def _drop_postgres(admin: PostgresConfig, names: SessionNames) -> list[str]:
-    import psycopg
     from psycopg import sql
 
+    from infra_lib.postgres.catalog import translate_errors
     from infra_lib.postgres.provisioner import PostgresProvisioner
 
     removed: list[str] = []
-    with PostgresProvisioner(admin).connect() as conn:
-        try:
-            # IF EXISTS: a second reclaimer, or the session itself, may be first.
-            for kind, name, statement in (
-                ("database", names.database, "DROP DATABASE IF EXISTS {} WITH (FORCE)"),
-                ("role", names.role, "DROP ROLE IF EXISTS {}"),
-            ):
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s"
-                    if kind == "database"
-                    else "SELECT 1 FROM pg_roles WHERE rolname = %s",
-                    [name],
-                ).fetchone()
-                conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
-                if exists:
-                    removed.append(f"postgres {kind} {name}")
-        except psycopg.Error as exc:
-            raise ProvisionError(
-                f"cannot drop test database {names.database} or role {names.role}: {exc}"
-            ) from exc
+    action = f"drop test database {names.database} or role {names.role}"
+    with PostgresProvisioner(admin).connect() as conn, translate_errors(admin, action):
+        # IF EXISTS: a second reclaimer, or the session itself, may be first.
+        for kind, name, statement in (
+            ("database", names.database, "DROP DATABASE IF EXISTS {} WITH (FORCE)"),
+            ("role", names.role, "DROP ROLE IF EXISTS {}"),
+        ):
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s"
+                if kind == "database"
+                else "SELECT 1 FROM pg_roles WHERE rolname = %s",
+                [name],
+            ).fetchone()
+            conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
+            if exists:
+                removed.append(f"postgres {kind} {name}")
     return removed
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from infra_lib.changes import Change
-from infra_lib.errors import ConfigError, ProvisionError, ServiceUnavailable
+from infra_lib.errors import ConfigError
 from infra_lib.observability.layer import LayerPaths
 from infra_lib.stack.envfile import parse_env_lines, write_private_file
 
@@ -193,65 +193,50 @@ def ensure_postgres_monitor(
     reads the server-wide statistics) and nowhere else a service database
     allows. Returns what changed.
     """
-    import psycopg
     from psycopg import sql
 
+    from infra_lib.postgres.catalog import admin_connection, translate_errors
     from infra_lib.postgres.scram import scram_matches
 
     role = sql.Identifier(POSTGRES_MONITOR_ROLE)
-    try:
-        with psycopg.connect(**config.connect_kwargs(autocommit=True)) as conn:
-            row: Any = conn.execute(
-                "SELECT rolpassword, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, "
-                "rolreplication, rolbypassrls, "
-                "pg_has_role(oid, 'pg_monitor', 'MEMBER') AS monitor, "
-                "has_database_privilege(oid, %s, 'CONNECT') AS can_connect "
-                "FROM pg_authid WHERE rolname = %s",
-                (database, POSTGRES_MONITOR_ROLE),
-            ).fetchone()
-            steps: list[sql.Composed] = []
-            verifier = conn.pgconn.encrypt_password(
-                password.encode(), POSTGRES_MONITOR_ROLE.encode(), b"scram-sha-256"
-            ).decode("ascii")
-            attributes = sql.SQL(
-                "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
-                "INHERIT PASSWORD {}"
-            ).format(sql.Literal(verifier))
-            if row is None:
-                steps.append(sql.SQL("CREATE ROLE {} {}").format(role, attributes))
-                steps.append(
-                    sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(_COMMENT))
-                )
-            elif not scram_matches(row[0], password) or not row[1] or any(row[2:7]):
-                steps.append(sql.SQL("ALTER ROLE {} {}").format(role, attributes))
-            if row is None or not row[7]:
-                steps.append(sql.SQL("GRANT pg_monitor TO {}").format(role))
-            if row is None or not row[8]:
-                steps.append(
-                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                        sql.Identifier(database), role
-                    )
-                )
-            if dry_run or not steps:
-                return (
-                    Change.UNCHANGED
-                    if not steps
-                    else (Change.CREATED if row is None else Change.CHANGED)
-                )
-            with conn.transaction():
-                for step in steps:
-                    conn.execute(step)
-    except psycopg.OperationalError as exc:
-        raise ServiceUnavailable(
-            f"cannot connect to PostgreSQL at {config.host}:{config.port} as {config.user} "
-            f"to create the monitoring role: {exc}",
-            service="postgres",
-        ) from exc
-    except psycopg.Error as exc:
-        raise ProvisionError(
-            f"postgres: could not set up the monitoring role {POSTGRES_MONITOR_ROLE!r}: "
-            f"{exc}; nothing else was changed"
-        ) from exc
+    action = f"set up the monitoring role {POSTGRES_MONITOR_ROLE!r}"
+    with translate_errors(config, action, secrets=[password]), admin_connection(config) as conn:
+        row: Any = conn.execute(
+            "SELECT rolpassword, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, "
+            "rolreplication, rolbypassrls, "
+            "pg_has_role(oid, 'pg_monitor', 'MEMBER') AS monitor, "
+            "has_database_privilege(oid, %s, 'CONNECT') AS can_connect "
+            "FROM pg_authid WHERE rolname = %s",
+            (database, POSTGRES_MONITOR_ROLE),
+        ).fetchone()
+        steps: list[sql.Composed] = []
+        verifier = conn.pgconn.encrypt_password(
+            password.encode(), POSTGRES_MONITOR_ROLE.encode(), b"scram-sha-256"
+        ).decode("ascii")
+        attributes = sql.SQL(
+            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+            "INHERIT PASSWORD {}"
+        ).format(sql.Literal(verifier))
+        if row is None:
+            steps.append(sql.SQL("CREATE ROLE {} {}").format(role, attributes))
+            steps.append(sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(_COMMENT)))
+        elif not scram_matches(row[0], password) or not row[1] or any(row[2:7]):
+            steps.append(sql.SQL("ALTER ROLE {} {}").format(role, attributes))
+        if row is None or not row[7]:
+            steps.append(sql.SQL("GRANT pg_monitor TO {}").format(role))
+        if row is None or not row[8]:
+            steps.append(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role)
+            )
+        if dry_run or not steps:
+            return (
+                Change.UNCHANGED
+                if not steps
+                else (Change.CREATED if row is None else Change.CHANGED)
+            )
+        with conn.transaction():
+            for step in steps:
+                conn.execute(step)
     logger.info("PostgreSQL monitoring role %s %s", POSTGRES_MONITOR_ROLE, "ready")
     return Change.CREATED if row is None else Change.CHANGED
 

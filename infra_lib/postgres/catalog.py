@@ -16,10 +16,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from infra_lib.errors import ServiceUnavailable
+from infra_lib.errors import ProvisionError, ServiceUnavailable
 from infra_lib.postgres.config import PostgresConfig
 
-__all__ = ["RoleRows", "admin_connection", "read_roles"]
+__all__ = ["RoleRows", "admin_connection", "read_roles", "translate_errors"]
 
 #: One row per role (``pg_authid``'s columns), and whether the verifiers were readable.
 RoleRows = tuple[list[dict[str, Any]], bool]
@@ -41,11 +41,47 @@ def admin_connection(
     except psycopg.OperationalError as exc:
         raise ServiceUnavailable(
             f"cannot connect to PostgreSQL at {config.host}:{config.port} "
-            f"(database {kwargs['dbname']!r}) as {config.user!r}: {str(exc).strip()}" + hint,
+            f"(database {kwargs['dbname']!r}) as {config.user!r}: "
+            f"{_scrub(str(exc).strip(), [config.password])}" + hint,
             service="postgres",
         ) from exc
     with conn:
         yield conn
+
+
+@contextmanager
+def translate_errors(
+    config: PostgresConfig, action: str, *, secrets: Sequence[str | None] = ()
+) -> Iterator[None]:
+    """Turn psycopg errors raised inside the block into infra_lib's.
+
+    A connection that fails is :class:`ServiceUnavailable`; a statement the
+    server refuses is :class:`ProvisionError`. ``action`` says what was
+    being done ("create the monitoring role"). The config's password and
+    every string in ``secrets`` are blanked out of the message, in case a
+    server ever echoes one back.
+    """
+    hidden = [config.password, *secrets]
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise ServiceUnavailable(
+            f"cannot connect to PostgreSQL at {config.host}:{config.port} as {config.user} "
+            f"to {action}: {_scrub(str(exc).strip(), hidden)}",
+            service="postgres",
+        ) from exc
+    except psycopg.Error as exc:
+        message = exc.diag.message_primary or str(exc)
+        raise ProvisionError(
+            f"postgres: could not {action}: {_scrub(message.strip(), hidden)}"
+        ) from exc
+
+
+def _scrub(text: str, secrets: Sequence[str | None]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "********")
+    return text
 
 
 def read_roles(conn: psycopg.Connection[Any], names: Sequence[str] | None = None) -> RoleRows:
