@@ -184,8 +184,8 @@ def feed_file(command: Command, path: Path, *, progress: Throttle | None = None)
     """Run ``command`` with the file at ``path`` on its standard input; check its exit status.
 
     The bytes go from the file to the program's pipe inside the kernel
-    (``sendfile``), without passing through Python: on a gigabyte dump the
-    copy through Python buffers cost a tenth of the restore. A pipe, not the
+    (``sendfile``), without a copy through Python buffers on a 2-CPU machine
+    that ``pg_restore`` and the server also need. A pipe, not the
     file itself, is the program's input so that it sees the end of its input
     when this process dies, and stops. When the program stops reading early
     (it failed), the rest is dropped and its exit status and stderr explain why.

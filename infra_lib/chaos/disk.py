@@ -13,7 +13,10 @@ and only the filler, by its fixed name.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra_lib.chaos._exec import run_in
@@ -217,10 +220,6 @@ def full_volumes(stack: Stack, services: list[str]) -> dict[str, VolumeUsage]:
 
 def _engine_is_local() -> bool:
     """Whether the engine's paths are this machine's (not a VM's or another host's)."""
-    import json
-    import os
-    from pathlib import Path
-
     host = os.environ.get("DOCKER_HOST", "")
     if host and not host.startswith("unix://"):
         return False
@@ -258,9 +257,6 @@ def _mount_sources(stack: Stack, containers: list[str]) -> dict[str, dict[str, s
 
 def _host_usage(source: str, path: str) -> VolumeUsage | None:
     """``df`` of the mount's source read here, or ``None`` when it cannot be read."""
-    import os
-    from pathlib import Path
-
     try:
         if not Path(source).is_dir():
             return None

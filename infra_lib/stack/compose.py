@@ -182,7 +182,10 @@ class Stack:
                 for name, c in containers.items()
             }
         else:
-            seen = {name: (row.state, row.health) for name, row in (rows or self._ps()).items()}
+            seen = {
+                name: (row.state, row.health)
+                for name, row in (rows if rows is not None else self._ps()).items()
+            }
         result = []
         for spec in specs:
             state, health = seen.get(spec.name, ("missing", "-"))
@@ -284,6 +287,16 @@ class Stack:
             command += ["--wait", "--wait-timeout", str(timeout)]
         return [*command, *names]
 
+    def _docker_command(self) -> str:
+        """The path of the ``docker`` CLI; an error saying how to install it otherwise."""
+        import shutil
+
+        docker = shutil.which("docker")
+        if docker is None:
+            self.check_engine()  # says how to install it
+            raise StackError("the `docker` command is not installed")
+        return docker
+
     def _stream(self, args: list[str]) -> Iterator[str]:
         """The output lines of a long ``docker`` command as they come.
 
@@ -291,12 +304,7 @@ class Stack:
         0.3 s of every ``up``. A failure raises
         :class:`subprocess.CalledProcessError` carrying the whole output.
         """
-        import shutil
-
-        docker = shutil.which("docker")
-        if docker is None:
-            self.check_engine()  # says how to install it
-            raise StackError("the `docker` command is not installed")
+        docker = self._docker_command()
         lines: list[str] = []
         with subprocess.Popen(
             [docker, *args],
@@ -525,12 +533,7 @@ class Stack:
         project check needs only the engine's list, so it runs the CLI as
         python-on-whales would (same environment, so the same engine).
         """
-        import shutil
-
-        docker = shutil.which("docker")
-        if docker is None:
-            self.check_engine()  # says how to install it
-            raise StackError("the `docker` command is not installed")
+        docker = self._docker_command()
         try:
             done = subprocess.run(
                 [docker, *args], capture_output=True, text=True, check=False, timeout=60
