@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,13 +47,17 @@ TASKS = [
 
 
 @pytest.fixture(autouse=True)
-def _no_new_project_folders() -> Iterator[None]:
-    """`inv init` makes the project's CA under env/<project>/: remove what a test made."""
-    env = ROOT / "env"
-    before = set(env.iterdir()) if env.is_dir() else set()
-    yield
-    for made in (set(env.iterdir()) if env.is_dir() else set()) - before:
-        shutil.rmtree(made, ignore_errors=True)
+def project(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A compose project of the test's own, removed afterwards.
+
+    `inv init` makes the project's CA under env/<project>/; with the shell's
+    project that would be the running stack's folder, which integration tests
+    use at the same time.
+    """
+    name = f"unit-cli-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", name)
+    yield name
+    shutil.rmtree(ROOT / "env" / name, ignore_errors=True)
 
 
 def _inv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -228,10 +233,12 @@ def test_init_new_secrets_says_the_volumes_keep_the_old_ones(tmp_path: Path) -> 
     assert after["POSTGRES_PASSWORD"] not in result.stdout + result.stderr
 
 
-def test_env_of_a_service_not_in_the_manifest_says_so(tmp_path: Path) -> None:
+def test_env_of_a_service_not_in_the_manifest_says_so(tmp_path: Path, project: str) -> None:
     target = tmp_path / "x.env"
     assert _inv("init", "--env-file", str(target)).returncode == 0
-    text = target.read_text().replace("COMPOSE_PROJECT_NAME=infra\n", "COMPOSE_PROJECT_NAME=none\n")
+    text = target.read_text().replace(
+        "COMPOSE_PROJECT_NAME=infra\n", f"COMPOSE_PROJECT_NAME={project}\n"
+    )
     target.write_text(text)
 
     # The file's project, not one the shell exports (CI exports one).
