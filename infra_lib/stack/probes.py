@@ -2,7 +2,9 @@
 
 Compose healthchecks run inside each container; these prove a client on the
 host gets a real answer: ``SELECT 1``, ``PING``, S3 ``ListBuckets``, LiveKit's
-HTTP root, a STUN binding. Each driver is imported only when its probe runs.
+HTTP root, a STUN binding. Only PostgreSQL's needs a driver (psycopg, imported
+when its probe runs); the others speak their protocol with the standard
+library, so a probe costs its round trip rather than an SDK's import.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from infra_lib.errors import CredentialsRejected, ServiceUnavailable
 from infra_lib.stack.settings import StackSettings
@@ -85,61 +88,121 @@ def probe_postgres(settings: StackSettings, *, timeout: float = 5.0) -> str:
     return f"SELECT 1 ok, PostgreSQL {str(row[1]).split()[0]}"
 
 
-def probe_redis(settings: StackSettings, *, timeout: float = 5.0) -> str:
-    """``PING`` with the password; returns the server version."""
-    import redis
+class _RedisErrorReply(Exception):
+    """An error reply (``-WRONGPASS ...``) from the server."""
 
-    client = redis.Redis(
-        host=settings.infra_public_host,
-        port=settings.redis_port,
-        password=settings.secret("redis_password"),
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+
+def _resp_command(*parts: str) -> bytes:
+    encoded = [part.encode("utf-8") for part in parts]
+    return b"*%d\r\n" % len(encoded) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded
     )
+
+
+def _resp_reply(stream: BinaryIO) -> bytes:
+    """One reply: a simple or bulk string; an error reply is raised."""
+    line = stream.readline(65536)
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("the connection closed in the middle of a reply")
+    kind, body = line[:1], line[1:-2]
+    if kind == b"+":
+        return body
+    if kind == b"-":
+        raise _RedisErrorReply(body.decode("utf-8", errors="replace"))
+    if kind == b"$" and body.isdigit():
+        data = stream.read(int(body) + 2)
+        if len(data) != int(body) + 2:
+            raise ConnectionError("the connection closed in the middle of a reply")
+        return data[:-2]
+    raise ConnectionError(f"not a Redis reply: {line[:40]!r}")
+
+
+def probe_redis(settings: StackSettings, *, timeout: float = 5.0) -> str:
+    """``AUTH``, ``PING`` and ``INFO server``; returns the server version.
+
+    Spoken in RESP over a plain socket: three commands do not need a client
+    library, and importing redis-py takes longer than the whole exchange.
+    """
+    where = f"Redis at {settings.infra_public_host}:{settings.redis_port}"
+    password = settings.secret("redis_password")
+    commands: list[tuple[str, ...]] = [("AUTH", password)] if password else []
+    commands += [("PING",), ("INFO", "server")]
     try:
-        if not client.ping():
-            raise ServiceUnavailable("Redis did not answer PONG", service="redis")
-        info = client.info("server")
-    except redis.RedisError as exc:
-        rejected = isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in str(exc)
+        address = (settings.infra_public_host, settings.redis_port)
+        with socket.create_connection(address, timeout=timeout) as sock:
+            sock.sendall(b"".join(_resp_command(*command) for command in commands))
+            with sock.makefile("rb") as stream:
+                replies = [_resp_reply(stream) for _ in commands]
+    except _RedisErrorReply as exc:
+        # WRONGPASS from Redis 6+, "invalid password" from older ones, NOAUTH
+        # when the server wants a password and the settings have none.
+        rejected = str(exc).startswith(("WRONGPASS", "NOAUTH")) or "invalid password" in str(exc)
         raise (CredentialsRejected if rejected else ServiceUnavailable)(
-            f"Redis at {settings.infra_public_host}:{settings.redis_port} did not answer PING: "
-            f"{exc}" + (_VOLUME_HINT.format(var="REDIS_PASSWORD") if rejected else ""),
+            f"{where} did not answer PING: {str(exc).rstrip('.')}"
+            + (_VOLUME_HINT.format(var="REDIS_PASSWORD") if rejected else ""),
             service="redis",
         ) from exc
-    finally:
-        client.close()
-    return f"PING ok, Redis {info.get('redis_version', '?')}"
+    except OSError as exc:
+        raise ServiceUnavailable(f"{where} did not answer PING: {exc}", service="redis") from exc
+    if replies[-2] != b"PONG":
+        raise ServiceUnavailable(f"{where} answered PING with {replies[-2]!r}", service="redis")
+    info = replies[-1].decode("utf-8", errors="replace").splitlines()
+    version = next((v for k, _, v in (f.partition(":") for f in info) if k == "redis_version"), "?")
+    return f"PING ok, Redis {version.strip()}"
+
+
+# MinIO's region when none is configured, as in the compose file.
+_MINIO_REGION = "us-east-1"
 
 
 def probe_minio(settings: StackSettings, *, timeout: float = 5.0) -> str:
-    """S3 ``ListBuckets`` with the root credentials."""
-    import urllib3
-    from minio import Minio
-    from minio.error import MinioException
+    """S3 ``ListBuckets`` with the root credentials.
 
-    http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=timeout, read=timeout),
-        retries=urllib3.Retry(total=0),
-    )
-    client = Minio(
-        f"{settings.url_host}:{settings.minio_api_port}",
+    A presigned ``GET /`` sent with urllib: signing it takes a few hashes,
+    where importing the minio SDK takes longer than the request.
+    """
+    from infra_lib.storage.sigv4 import QuerySigner
+
+    where = f"MinIO at {settings.infra_public_host}:{settings.minio_api_port}"
+    signer = QuerySigner(
+        endpoint=f"http://{settings.url_host}:{settings.minio_api_port}",
         access_key=settings.minio_root_user or "",
-        secret_key=settings.secret("minio_root_password"),
-        secure=False,
-        http_client=http,
+        secret_key=settings.secret("minio_root_password") or "",
+        region=_MINIO_REGION,
+        addressing="path",
     )
+    url = signer.url("GET", "", "", expires=60, headers={})
     try:
-        buckets = client.list_buckets()
-    except (MinioException, urllib3.exceptions.HTTPError) as exc:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        code = _s3_error_code(exc.read(4096))
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise CredentialsRejected(
+                f"{where} refused the root credentials of the settings ({code}): the running "
+                "container was started with another MINIO_ROOT_USER or MINIO_ROOT_PASSWORD; "
+                "`inv up` recreates it with the settings' ones",
+                service="minio",
+            ) from exc
         raise ServiceUnavailable(
-            f"MinIO at {settings.infra_public_host}:{settings.minio_api_port} refused "
-            f"ListBuckets: {exc}",
-            service="minio",
+            f"{where} refused ListBuckets: HTTP {exc.code} {code or exc.reason}", service="minio"
         ) from exc
-    finally:
-        http.clear()
-    return f"ListBuckets ok, {len(buckets)} bucket(s)"
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"{where} did not answer ListBuckets: {exc}", service="minio"
+        ) from exc
+    if b"<ListAllMyBucketsResult" not in body:
+        raise ServiceUnavailable(
+            f"{where} answered ListBuckets with {body[:80]!r}", service="minio"
+        )
+    return f"ListBuckets ok, {body.count(b'<Bucket>')} bucket(s)"
+
+
+def _s3_error_code(body: bytes) -> str:
+    """The ``<Code>`` of an S3 error document, or ``""``."""
+    start = body.find(b"<Code>")
+    end = body.find(b"</Code>", start)
+    return body[start + 6 : end].decode("ascii", errors="replace") if 0 <= start < end else ""
 
 
 def probe_livekit(settings: StackSettings, *, timeout: float = 5.0) -> str:
@@ -279,8 +342,8 @@ PROBES: dict[str, Callable[..., str]] = {
 }
 
 
-# The drivers the probes use; importing them costs about a second here.
-_DRIVERS = {"postgres": ("psycopg",), "redis": ("redis",), "minio": ("urllib3", "minio")}
+# The driver a probe uses; importing it takes longer than the probe.
+_DRIVERS = {"postgres": ("psycopg",)}
 
 
 def preload(services: Sequence[str]) -> None:

@@ -66,12 +66,16 @@ class QuerySigner:
         """A URL for ``method`` on ``bucket/key``, valid ``expires`` seconds.
 
         The client must send each of ``headers`` with exactly this value.
-        ``bucket`` and ``key`` are expected to be checked already.
+        ``bucket`` and ``key`` are expected to be checked already; an empty
+        ``bucket`` signs the service's root (``GET /`` lists the buckets).
         """
         when = (now or datetime.now(UTC)).astimezone(UTC)
         stamp = when.strftime("%Y%m%dT%H%M%SZ")
         day = stamp[:8]
-        if self._addressing == "virtual":
+        if not bucket:
+            # The service itself, not a bucket: ListBuckets is GET /.
+            host, path = self._netloc, "/"
+        elif self._addressing == "virtual":
             host, path = f"{bucket}.{self._netloc}", "/" + quote(key, safe="/~")
         else:
             host, path = self._netloc, f"/{bucket}/" + quote(key, safe="/~")

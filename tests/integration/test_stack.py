@@ -103,10 +103,15 @@ def test_published_ports_bind_to_loopback_only(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(
-    ("service", "field"), [("postgres", "postgres_password"), ("redis", "redis_password")]
+    ("service", "field", "why"),
+    [
+        ("postgres", "postgres_password", "data volume was most likely made"),
+        ("redis", "redis_password", "data volume was most likely made"),
+        ("minio", "minio_root_password", "started with another MINIO_ROOT_USER or MINIO_ROOT_PAS"),
+    ],
 )
-def test_a_password_the_volume_does_not_know_fails_at_once_and_says_why(
-    settings: StackSettings, service: str, field: str
+def test_a_password_the_server_does_not_know_fails_at_once_and_says_why(
+    settings: StackSettings, service: str, field: str, why: str
 ) -> None:
     import time
 
@@ -117,7 +122,7 @@ def test_a_password_the_volume_does_not_know_fails_at_once_and_says_why(
 
     wrong = settings.model_copy(update={field: SecretStr("not-the-volumes-password")})
     started = time.monotonic()
-    with pytest.raises(CredentialsRejected, match="data volume was most likely made") as caught:
+    with pytest.raises(CredentialsRejected, match=why) as caught:
         wait_for(wrong, [service], timeout=60)
     # No retrying until the timeout: a wrong password stays wrong.
     assert time.monotonic() - started < 10
