@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ _T = TypeVar("_T")
 
 #: How many log lines of a failing service an error carries.
 LOG_TAIL = 30
+
+#: Seconds ``up`` gives a running container Compose called unhealthy to pass
+#: a check again: a few healthcheck intervals (2-3 s in the compose files).
+HEALTH_GRACE = 10.0
 
 #: Set to 1 to let tasks act on a project whose containers another checkout made.
 ALLOW_FOREIGN_ENV = "INFRA_ALLOW_FOREIGN_PROJECT"
@@ -256,20 +261,60 @@ class Stack:
         check_ports_free(self.settings, [s for s in specs if before[s.name].state != "running"])
 
         started: set[str] = set()
+        deadline = time.monotonic() + timeout
         try:
-            for line in self._stream(self._up_command(names, wait=wait, timeout=timeout)):
-                logger.debug("compose: %s", line)
-                started.update(self._started_in(line))
-                if on_output is not None:
-                    on_output(line)
+            self._compose_up(names, wait=wait, timeout=timeout, on_output=on_output, into=started)
         except subprocess.CalledProcessError as exc:
-            self._raise_for_failure(exc, names)
+            if not (wait and "is unhealthy" in (exc.output or "") and self._health_passes(names)):
+                self._raise_for_failure(exc, names)
+            # The containers Compose gave up on have passed a check since:
+            # once more, so that whatever waited on them starts too.
+            left = max(int(deadline - time.monotonic()), 10)
+            try:
+                self._compose_up(names, wait=wait, timeout=left, on_output=on_output, into=started)
+            except subprocess.CalledProcessError as again:
+                self._raise_for_failure(again, names)
         finally:
             self.last_started = frozenset(started)
         after = self._ps()
         if wait:
             self._record(current, state, names, after)
         return self.status(names, rows=after)
+
+    def _compose_up(
+        self,
+        names: list[str],
+        *,
+        wait: bool,
+        timeout: int,
+        on_output: Callable[[str], None] | None,
+        into: set[str],
+    ) -> None:
+        """One ``docker compose up``; the services it started are added to ``into``."""
+        for line in self._stream(self._up_command(names, wait=wait, timeout=timeout)):
+            logger.debug("compose: %s", line)
+            into.update(self._started_in(line))
+            if on_output is not None:
+                on_output(line)
+
+    def _health_passes(self, names: list[str]) -> bool:
+        """Whether every running container is healthy within :data:`HEALTH_GRACE`.
+
+        ``up --wait`` fails as soon as a running container's last healthcheck
+        failed, though Docker goes on checking: a container that was paused
+        or overloaded a moment ago is usually healthy at its next check. A
+        container that is not running (exited, restarting) fails at once.
+        """
+        end = time.monotonic() + HEALTH_GRACE
+        while True:
+            statuses = self.status(names)
+            if any(s.state not in ("running", "missing", "created") for s in statuses):
+                return False
+            if all(s.ok for s in statuses if s.state == "running"):
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.5)
 
     def _up_command(self, names: list[str], *, wait: bool, timeout: int) -> list[str]:
         """``docker compose ... up`` as python-on-whales would spell it for this project."""

@@ -122,3 +122,21 @@ def test_a_fault_left_by_a_killed_run_is_undone_by_the_next(stack: Stack) -> Non
     assert "undid a fault left by an earlier run: pause of redis" in done.stdout
     assert _redis_state(stack) == (True, False)
     assert not _ledger(stack).exists()
+
+
+def test_up_right_after_a_pause_waits_for_the_next_healthcheck(stack: Stack) -> None:
+    # Docker marks a paused container unhealthy at once, and it stays so until
+    # its next check after the unpause; `compose up --wait` gives up on it.
+    for _ in range(3):
+        stack.docker.container.pause(stack.container("redis"))
+        time.sleep(0.5)
+        stack.docker.container.unpause(stack.container("redis"))
+        health = stack.container("redis").state.health
+        if health is not None and health.status == "unhealthy":
+            break
+    else:
+        pytest.fail("redis never looked unhealthy right after an unpause")
+
+    statuses = stack.up(["redis"])
+
+    assert [(s.name, s.ok) for s in statuses] == [("redis", True)]
