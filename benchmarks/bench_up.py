@@ -5,13 +5,15 @@ afterwards), in the same run, so the ratio is fair on a noisy machine. Cold:
 no containers or volumes; warm: the stack already runs healthy. Also `inv
 status` against plain `docker compose ps` on the warm stack.
 
-    python benchmarks/bench_up.py
+    python benchmarks/bench_up.py [--rounds N]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +59,9 @@ def _timed(argv: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="cold starts of each side")
+    args = parser.parse_args()
     env = _environ()
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {k: str(_free_port()) for k in PORT_KEYS}
@@ -77,34 +82,49 @@ def main() -> int:
             "docker", "compose", "--project-name", stack.project_name, "--env-file", str(env_file),
             "--file", str(stack.paths.compose_file),
         ]  # fmt: skip
-        inv = [sys.executable, "-m", "invoke", "up", "--no-provision", "--env-file", str(env_file)]
+        sides = {
+            "compose": [*compose, "up", "-d", "--wait"],
+            "inv": [sys.executable, "-m", "invoke", "up", "--no-provision", "--env-file", str(env_file)],
+        }  # fmt: skip
+        listings = {
+            "compose": [*compose, "ps"],
+            "inv": [sys.executable, "-m", "invoke", "status", "--env-file", str(env_file)],
+        }
+        cold: dict[str, list[float]] = {"compose": [], "inv": []}
+        warm: dict[str, list[float]] = {"compose": [], "inv": []}
+        status: dict[str, list[float]] = {"compose": [], "inv": []}
         try:
-            raw_cold = _timed([*compose, "up", "-d", "--wait"], env)
-            raw_warm = _timed([*compose, "up", "-d", "--wait"], env)
-            stack.down(volumes=True)
-            inv_cold = _timed(inv, env)
-            inv_warm = min(_timed(inv, env) for _ in range(3))
-            raw_warm = min(
-                raw_warm, *(_timed([*compose, "up", "-d", "--wait"], env) for _ in range(2))
-            )
-            status = [sys.executable, "-m", "invoke", "status", "--env-file", str(env_file)]
-            raw_ps = min(_timed([*compose, "ps"], env) for _ in range(3))
-            inv_status = min(_timed(status, env) for _ in range(3))
+            # Alternate which side goes first, so that neither always meets
+            # the machine's state the other left.
+            for n in range(args.rounds):
+                for side in ("compose", "inv") if n % 2 == 0 else ("inv", "compose"):
+                    stack.down(volumes=True)
+                    cold[side].append(_timed(sides[side], env))
+                    # Not timed: after a plain Compose start, the first `inv up`
+                    # has no record of the containers yet and runs Compose.
+                    _timed(sides["inv"], env)
+                    for other in (side, "inv" if side == "compose" else "compose"):
+                        warm[other].append(_timed(sides[other], env))
+                        status[other].append(_timed(listings[other], env))
         finally:
             stack.down(volumes=True)
-    print(
-        f"up cold: compose_up_wait_s={raw_cold:.2f} inv_up_s={inv_cold:.2f} ratio={raw_cold / inv_cold:.2f}"
-    )
-    print(
-        f"up warm: compose_up_wait_s={raw_warm:.2f} inv_up_s={inv_warm:.2f} ratio={raw_warm / inv_warm:.2f}"
-    )
+    for what, times in (("up cold", cold), ("up warm", warm)):
+        raw, ours = min(times["compose"]), min(times["inv"])
+        print(
+            f"{what}: compose_up_wait_s={raw:.2f} inv_up_s={ours:.2f} ratio={raw / ours:.2f} "
+            f"(best of {len(times['inv'])}; medians {statistics.median(times['compose']):.2f} "
+            f"and {statistics.median(times['inv']):.2f})"
+        )
+    raw_ps, inv_status = min(status["compose"]), min(status["inv"])
     print(
         f"status: compose_ps_s={raw_ps:.2f} inv_status_s={inv_status:.2f} "
-        f"inv/compose={inv_status / raw_ps:.2f} (target at most 2)"
+        f"inv/compose={inv_status / raw_ps:.2f} (target at most 2; best of "
+        f"{len(status['inv'])}; medians {statistics.median(status['compose']):.2f} and "
+        f"{statistics.median(status['inv']):.2f})"
     )
     print(
         "(ratio = plain compose time / inv time; inv up also probes every protocol from the host,"
-        " inv status also checks the data volumes' free space; warm and status: best of 3)"
+        " inv status also checks the data volumes' free space)"
     )
     return 0
 
